@@ -1,0 +1,336 @@
+"""Run directories, artifact caching, atomic writes and the SQLite index of runs.
+
+A run is a directory (default ``runs/<name>/``) holding ``manifest.json`` (the config that made
+it) and one subfolder per stage artifact, named ``<stage>-<key12>``. An artifact's key is a hash
+of its stage, its spec, its inputs' keys and the code version, so re-running skips finished
+stages and a changed field re-runs only what depends on it.
+
+An artifact is built in ``<name>.partial/`` and renamed into place only after its
+``sidecar.json`` is written, so an artifact directory that exists is finished: nothing
+half-written is ever read as done. A resumable stage keeps its ``.partial`` folder across
+crashes and picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from sublab import __version__
+
+SIDECAR = "sidecar.json"
+MANIFEST = "manifest.json"
+INDEX = "index.sqlite"
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON data for a spec, a dict of specs, a path, ..."""
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def hash_obj(obj: Any) -> str:
+    """sha256 hex of the canonical JSON of ``obj``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artifact_key(stage: str, spec: Any, inputs: Sequence[str] = (), stage_version: int = 1) -> str:
+    """Key of an artifact: stage + spec + input keys + code version."""
+    return hash_obj(
+        {
+            "stage": stage,
+            "stage_version": stage_version,
+            "sublab": __version__,
+            "spec": spec,
+            "inputs": list(inputs),
+        }
+    )
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success rename it into place, on error delete it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, p)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "sublab": __version__}
+    for name in ("torch", "transformers", "peft", "numpy", "pydantic"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- runs and artifacts
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished artifact directory and its sidecar."""
+
+    path: Path
+    key: str
+    sidecar: dict[str, Any]
+    cached: bool
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+class Run:
+    """A run directory: manifest, artifacts, and its row in the runs index."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        kind: str,
+        config: Any,
+        config_text: str | None = None,
+        runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    ) -> Run:
+        """Open (or create) ``runs_dir/name`` and record the config that drives it."""
+        run = cls(Path(runs_dir) / name)
+        run.path.mkdir(parents=True, exist_ok=True)
+        manifest = run.manifest()
+        manifest.update(
+            {
+                "name": name,
+                "kind": kind,
+                "config": to_jsonable(config),
+                "config_hash": hash_obj(config),
+                "versions": package_versions(),
+            }
+        )
+        manifest.setdefault("created", now_iso())
+        manifest.setdefault("status", "created")
+        atomic_write_json(run.path / MANIFEST, manifest)
+        if config_text is not None:
+            atomic_write_text(run.path / "config.toml", config_text)
+        run.index(status=manifest["status"])
+        return run
+
+    def manifest(self) -> dict[str, Any]:
+        f = self.path / MANIFEST
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def update_manifest(self, **fields: Any) -> None:
+        manifest = self.manifest()
+        manifest.update(to_jsonable(fields))
+        manifest["updated"] = now_iso()
+        atomic_write_json(self.path / MANIFEST, manifest)
+
+    def set_status(self, status: str, headline: dict[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {"status": status}
+        if headline is not None:
+            fields["headline"] = headline
+        self.update_manifest(**fields)
+        self.index(status=status, headline=headline)
+
+    def index(self, status: str, headline: dict[str, Any] | None = None) -> None:
+        m = self.manifest()
+        index_run(
+            self.path.parent,
+            name=self.name,
+            path=self.path,
+            kind=m.get("kind", "?"),
+            status=status,
+            headline=headline if headline is not None else m.get("headline"),
+        )
+
+    def artifact_dir(self, stage: str, key: str) -> Path:
+        return self.path / f"{stage}-{key[:12]}"
+
+    def find(self, stage: str) -> list[Artifact]:
+        """Finished artifacts of a stage in this run, newest first."""
+        out = []
+        for d in sorted(self.path.glob(f"{stage}-*")):
+            if d.is_dir() and not d.name.endswith(".partial") and (d / SIDECAR).exists():
+                sc = json.loads((d / SIDECAR).read_text())
+                out.append(Artifact(d, sc["key"], sc, cached=True))
+        return sorted(out, key=lambda a: a.sidecar.get("finished", ""), reverse=True)
+
+    def build(
+        self,
+        stage: str,
+        spec: Any,
+        fn: Callable[[Path], dict[str, Any] | None],
+        *,
+        inputs: Sequence[str] = (),
+        stage_version: int = 1,
+        seeds: dict[str, int] | None = None,
+        resumable: bool = False,
+    ) -> Artifact:
+        """Return the artifact for (stage, spec, inputs), building it with ``fn`` if needed.
+
+        ``fn(work_dir)`` writes its files into ``work_dir`` and returns counts for the sidecar.
+        A resumable stage finds its earlier ``.partial`` work dir intact after a crash;
+        a non-resumable one starts from an empty work dir.
+        """
+        key = artifact_key(stage, spec, inputs, stage_version)
+        final = self.artifact_dir(stage, key)
+        if final.exists():
+            return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
+        work = final.with_name(final.name + ".partial")
+        if work.exists() and not resumable:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        counts = fn(work) or {}
+        sidecar = {
+            "stage": stage,
+            "key": key,
+            "stage_version": stage_version,
+            "spec": to_jsonable(spec),
+            "inputs": list(inputs),
+            "seeds": seeds or {},
+            "counts": counts,
+            "versions": package_versions(),
+            "seconds": round(time.time() - started, 3),
+            "finished": now_iso(),
+        }
+        atomic_write_json(work / SIDECAR, sidecar)
+        os.replace(work, final)
+        return Artifact(final, key, sidecar, cached=False)
+
+
+# ---------------------------------------------------------------- SQLite index
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    headline TEXT
+)
+"""
+
+
+def _connect(runs_dir: str | Path) -> sqlite3.Connection:
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(Path(runs_dir) / INDEX, timeout=30)
+    con.execute(_SCHEMA)
+    return con
+
+
+def index_run(
+    runs_dir: str | Path,
+    *,
+    name: str,
+    path: str | Path,
+    kind: str,
+    status: str,
+    headline: dict[str, Any] | None = None,
+) -> None:
+    stamp = now_iso()
+    with contextlib.closing(_connect(runs_dir)) as con, con:
+        con.execute(
+            "INSERT INTO runs (name, path, kind, status, created, updated, headline) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "path=excluded.path, kind=excluded.kind, status=excluded.status, "
+            "updated=excluded.updated, headline=excluded.headline",
+            (name, str(path), kind, status, stamp, stamp, json.dumps(headline or {})),
+        )
+
+
+def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[dict[str, Any]]:
+    """Rows of the runs index, most recently updated first."""
+    if not (Path(runs_dir) / INDEX).exists():
+        return []
+    with contextlib.closing(_connect(runs_dir)) as con:
+        con.row_factory = sqlite3.Row
+        rows = con.execute("SELECT * FROM runs ORDER BY updated DESC").fetchall()
+    return [{**dict(r), "headline": json.loads(r["headline"] or "{}")} for r in rows]
