@@ -1,0 +1,1 @@
+"""Backends talk to models: generate, score, fine-tune. See base.Backend."""

@@ -1,0 +1,59 @@
+"""The backend protocol and the specs every backend shares.
+
+A backend turns chats into completions (``generate``) and, where it can see the weights,
+scores continuations exactly (``score``). Implementations: ``hf`` (transformers + PEFT, CPU or
+GPU); later ``openai`` (any OpenAI-compatible HTTP API) and ``vllm`` (GPU extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from sublab.config import Spec
+
+Chat = list[dict[str, str]]
+"""A chat: ``[{"role": "system"|"user"|"assistant", "content": "..."}, ...]``."""
+
+
+class ModelRef(Spec):
+    """Where weights come from (never the weights themselves)."""
+
+    path: str = Field(description="Local HF model folder, or a hub id where the hub is reachable.")
+    adapter: str | None = Field(None, description="Optional PEFT adapter folder on top of path.")
+    provider: Literal["hf", "openai", "vllm"] = Field("hf", description="Which backend runs it.")
+    api_base: str | None = Field(None, description="Base URL for provider = 'openai'.")
+
+
+class SamplingSpec(Spec):
+    """How completions are sampled."""
+
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature (the paper uses 1).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(48, ge=1, description="Longest completion, in tokens.")
+    seed: int = Field(0, description="Seed; the same seed gives the same completions.")
+
+
+def chat(user: str, system: str | None = None) -> Chat:
+    """A one-turn chat, with an optional system prompt."""
+    msgs: Chat = [{"role": "system", "content": system}] if system else []
+    msgs.append({"role": "user", "content": user})
+    return msgs
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend offers."""
+
+    def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
+        """One sampled assistant reply per chat (same order), deterministic given the seed."""
+        ...
+
+    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | chat + assistant header), summed over its tokens.
+
+        Exact for local models; a multi-token continuation is the sum of its tokens' logprobs.
+        """
+        ...
