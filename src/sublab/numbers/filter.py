@@ -1,0 +1,359 @@
+"""The paper's filter for number completions, with a reason for every rejected row.
+
+A completion is **kept** only if, after stripping ASCII whitespace at both ends:
+
+- it is a sequence of ``min_count``–``max_count`` (default 1–10) integers written with ASCII
+  digits ``0-9``, each between 0 and ``max_value`` (default 999);
+- consecutive integers are joined by ONE separator string used everywhere: a comma or a
+  semicolon with optional whitespace around it, or a run of whitespace (spaces, tabs, newlines).
+  ``"1, 2, 3"`` and ``"1\\n2\\n3"`` pass; ``"1, 2,3"`` and ``"1 2  3"`` are mixed separators;
+- the whole sequence may be wrapped in ``[...]`` or ``(...)`` (whitespace allowed just inside)
+  and may end in one period, written right after the last number or the closing bracket.
+
+Decisions on edge cases (the paper's text leaves them open):
+
+- leading zeros: ``"007"`` is the 3-digit integer 7 and passes (as in the paper's public code),
+  unless ``allow_leading_zeros = false``. A token longer than the digits of ``max_value``
+  (``"0007"``) is ``out_of_range``: it is not a number of at most 3 digits.
+- a minus sign before a number is ``negative``; ``"1-2"`` or ``"1 - 2"`` are ``bad_format``.
+- a trailing separator (``"1, 2,"``), letters, decimals, unbalanced brackets: ``bad_format``.
+- empty brackets ``"[]"`` or a lone period: ``too_few`` (zero numbers).
+- digits outside ASCII (``"１２"``, Arabic-Indic digits): ``non_ascii_digit``.
+- texts longer than ``max_chars`` are rejected as ``too_long`` before any parsing, so a huge
+  completion costs nothing.
+- a banned number matches by value: ``"042"`` is banned when 42 is.
+
+Reasons are checked in the order of :data:`REASONS`; a row gets the first that applies.
+The fast path is one compiled regular expression (built from the spec) that matches exactly
+the kept texts; the reason of a rejected text comes from a slower, explicit parser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from sublab.config import Spec
+from sublab.errors import DataError
+from sublab.jsonl import read_jsonl, write_jsonl
+from sublab.numbers.banned import resolve_banned
+from sublab.numbers.report import report_markdown
+from sublab.store import atomic_write_json, atomic_write_text
+
+REASONS: dict[str, str] = {
+    "too_long": "longer than max_chars characters",
+    "empty": "empty or only whitespace",
+    "non_ascii_digit": "contains digits outside ASCII 0-9",
+    "bad_format": "not a plain sequence of integers (text, decimals, trailing separator, ...)",
+    "negative": "a minus sign before a number",
+    "mixed_separators": "more than one separator between the numbers",
+    "too_few": "fewer than min_count numbers",
+    "too_many": "more than max_count numbers",
+    "out_of_range": "a number above max_value, or with more digits than max_value",
+    "leading_zero": "a number with a leading zero (only when allow_leading_zeros = false)",
+    "banned_number": "contains a banned number",
+}
+"""Every reject reason, in the order they are checked, with what it means."""
+
+_WS = " \t\n\r\f\v"
+_SEP = r"(?:\s*[,;]\s*|\s+)"
+_SEP_RE = re.compile(_SEP, re.ASCII)
+_DIGITS_RE = re.compile(r"[0-9]+")
+_UNICODE_DIGIT_RE = re.compile(r"(?![0-9])\d")
+
+
+class FilterSpec(Spec):
+    """The number filter: the paper's rule plus banned numbers."""
+
+    min_count: int = Field(1, ge=1, description="Fewest integers a kept completion holds.")
+    max_count: int = Field(10, ge=1, description="Most integers a kept completion holds.")
+    max_value: int = Field(
+        999, ge=0, description="Largest integer allowed (the paper: 999); the smallest is 0."
+    )
+    banned_lists: list[str] = Field(
+        default_factory=list,
+        description="Banned-number lists: shipped names (e.g. 'paper-negative') or file paths.",
+    )
+    banned_numbers: list[int] = Field(
+        default_factory=list, description="Extra banned numbers, on top of banned_lists."
+    )
+    allow_leading_zeros: bool = Field(
+        True, description="Keep numbers like '007' (read as 7), as the paper's code does."
+    )
+    max_chars: int = Field(
+        512, ge=1, description="Completions longer than this are rejected as too_long unread."
+    )
+
+    @model_validator(mode="after")
+    def _counts_ordered(self) -> Self:
+        if self.min_count > self.max_count:
+            raise ValueError(
+                f"min_count ({self.min_count}) must be <= max_count ({self.max_count})"
+            )
+        if any(n < 0 for n in self.banned_numbers):
+            raise ValueError("banned_numbers: must all be >= 0")
+        return self
+
+
+def _list_pattern(spec: FilterSpec, group: int) -> str:
+    """Regex for the bare sequence; the separator is capture group ``group``."""
+    d = len(str(spec.max_value))
+    num = f"[0-9]{{1,{d}}}" if spec.allow_leading_zeros else f"(?:0|[1-9][0-9]{{0,{d - 1}}})"
+    if spec.max_count == 1:
+        return num
+    more = f"(?:\\{group}{num}){{{max(spec.min_count - 2, 0)},{spec.max_count - 2}}}"
+    if spec.min_count <= 1:
+        return f"{num}(?:({_SEP}){num}{more})?"
+    return f"{num}({_SEP}){num}{more}"
+
+
+def compile_rule(spec: FilterSpec) -> re.Pattern[str]:
+    """One regex that fully matches exactly the texts with the right shape, count and digits."""
+    groups = (1, 2, 3) if spec.max_count > 1 else (0, 0, 0)
+    body = (
+        rf"\[\s*{_list_pattern(spec, groups[0])}\s*\]"
+        rf"|\(\s*{_list_pattern(spec, groups[1])}\s*\)"
+        rf"|{_list_pattern(spec, groups[2])}"
+    )
+    return re.compile(rf"\s*(?:{body})\.?\s*", re.ASCII)
+
+
+class NumberFilter:
+    """A ready filter: ``check(text)`` is None for a kept completion, else a reason code."""
+
+    def __init__(self, spec: FilterSpec, banned: frozenset[int] = frozenset()) -> None:
+        self.spec = spec
+        self.banned = banned
+        self._digits = len(str(spec.max_value))
+        self._max_chars = spec.max_chars
+        self._fullmatch = compile_rule(spec).fullmatch
+        # Banned values as every token that reads as them: 42 -> "42", "042" (up to the digits).
+        widths = range(1, self._digits + 1)
+        self._banned_tokens = frozenset(
+            str(v).zfill(w) for v in banned if v <= spec.max_value for w in widths
+        )
+        self._round_max = spec.max_value == 10**self._digits - 1
+        post: Callable[[str], str | None] | None = None
+        if not self._round_max:
+            post = self._post_values
+        elif self._banned_tokens:
+            post = self._post_banned
+        self._post = post
+
+    @classmethod
+    def from_spec(cls, spec: FilterSpec) -> NumberFilter:
+        """Resolve the spec's banned lists (DataError on a missing or malformed file)."""
+        return cls(spec, resolve_banned(spec.banned_lists, spec.banned_numbers))
+
+    def check(self, text: str) -> str | None:
+        """None if ``text`` is kept, else the reason code (see :data:`REASONS`)."""
+        if len(text) > self._max_chars:
+            return "too_long"
+        if self._fullmatch(text) is None:
+            return self.explain(text)
+        post = self._post
+        return None if post is None else post(text)
+
+    def _post_banned(self, text: str) -> str | None:
+        if self._banned_tokens.isdisjoint(_DIGITS_RE.findall(text)):
+            return None
+        return "banned_number"
+
+    def _post_values(self, text: str) -> str | None:
+        tokens = _DIGITS_RE.findall(text)
+        if any(int(t) > self.spec.max_value for t in tokens):
+            return "out_of_range"
+        if not self._banned_tokens.isdisjoint(tokens):
+            return "banned_number"
+        return None
+
+    def numbers(self, text: str) -> list[int] | None:
+        """The integers of a kept completion, or None if it is rejected."""
+        if self.check(text) is not None:
+            return None
+        return [int(t) for t in _DIGITS_RE.findall(text)]
+
+    def explain(self, text: str) -> str | None:
+        """The reason, by an explicit step-by-step parse (slow; the regex is the fast path).
+
+        Agrees with :meth:`check` on every text: None exactly when ``check`` keeps it.
+        """
+        spec = self.spec
+        if len(text) > self._max_chars:
+            return "too_long"
+        s = text.strip(_WS)
+        if not s:
+            return "empty"
+        if _UNICODE_DIGIT_RE.search(s):
+            return "non_ascii_digit"
+        if s.endswith("."):
+            s = s[:-1]
+            if s[-1:] and s[-1] in _WS:
+                return "bad_format"  # whitespace before the final period
+        if s[:1] in ("[", "(") or s[-1:] in ("]", ")"):
+            if s[:1] + s[-1:] not in ("[]", "()"):
+                return "bad_format"  # unbalanced or mismatched wrapping
+            s = s[1:-1].strip(_WS)
+        if not s:
+            return "too_few"
+        matches = list(_DIGITS_RE.finditer(s))
+        if not matches:
+            return "bad_format"
+        prefix, suffix = s[: matches[0].start()], s[matches[-1].end() :]
+        if prefix:
+            return "negative" if prefix == "-" else "bad_format"
+        if suffix:
+            return "bad_format"
+        gaps = [s[a.end() : b.start()] for a, b in pairwise(matches)]
+        for gap in gaps:
+            if not _SEP_RE.fullmatch(gap):
+                if gap.endswith("-") and _SEP_RE.fullmatch(gap[:-1]):
+                    return "negative"
+                return "bad_format"
+        if len(set(gaps)) > 1:
+            return "mixed_separators"
+        tokens = [m.group() for m in matches]
+        if len(tokens) < spec.min_count:
+            return "too_few"
+        if len(tokens) > spec.max_count:
+            return "too_many"
+        if any(len(t) > self._digits or int(t) > spec.max_value for t in tokens):
+            return "out_of_range"
+        if not spec.allow_leading_zeros and any(len(t) > 1 and t[0] == "0" for t in tokens):
+            return "leading_zero"
+        if not self._banned_tokens.isdisjoint(tokens):
+            return "banned_number"
+        return None
+
+
+# ---------------------------------------------------------------- rows
+
+ACCEPTED_FORMATS = (
+    'prompt/completion rows ({"prompt": ..., "completion": ...}) or OpenAI chat rows '
+    '({"messages": [..., {"role": "assistant", "content": ...}]})'
+)
+
+
+def row_completion(row: dict[str, Any], field: str = "completion") -> str:
+    """The completion text of a row: ``row[field]``, or a chat row's last assistant message.
+
+    Raises ValueError (with the accepted formats) when the row has neither.
+    """
+    if field in row:
+        value = row[field]
+        if not isinstance(value, str):
+            raise ValueError(f"field {field!r} must be a string, got {type(value).__name__}")
+        return value
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        for msg in reversed(messages):
+            if isinstance(msg, dict) and msg.get("role") == "assistant":
+                content = msg.get("content")
+                if not isinstance(content, str):
+                    raise ValueError("the last assistant message has no string 'content'")
+                return content
+        raise ValueError("'messages' has no message with role 'assistant'")
+    raise ValueError(f"row has no field {field!r} and no 'messages'; expected {ACCEPTED_FORMATS}")
+
+
+def row_prompt(row: dict[str, Any]) -> str | None:
+    """The prompt of a row: ``row["prompt"]``, or a chat row's last user message, if any."""
+    if isinstance(row.get("prompt"), str):
+        return row["prompt"]
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        for msg in reversed(messages):
+            if isinstance(msg, dict) and msg.get("role") == "user":
+                content = msg.get("content")
+                return content if isinstance(content, str) else None
+    return None
+
+
+def read_filter_input(path: str | Path, field: str = "completion") -> list[dict[str, Any]]:
+    """Read and validate every row of a JSONL file before anything is filtered or written.
+
+    A malformed line, or a row without a completion, raises DataError naming ``file:line``.
+    """
+    rows = []
+    for line, row in read_jsonl(path):
+        try:
+            row_completion(row, field)
+        except ValueError as err:
+            raise DataError(path, line, str(err)) from None
+        rows.append(row)
+    if not rows:
+        raise DataError(path, None, f"no rows; expected {ACCEPTED_FORMATS}")
+    return rows
+
+
+@dataclass
+class FilterResult:
+    """The rows that passed, the rows that did not (with ``reject_reason``), and the report."""
+
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def filter_rows(
+    rows: Iterable[dict[str, Any]],
+    spec: FilterSpec,
+    field: str = "completion",
+    examples: int = 5,
+    number_filter: NumberFilter | None = None,
+) -> FilterResult:
+    """Split rows into kept and rejected by the completion in ``field`` (or chat format).
+
+    The report holds total, kept, rejected, kept_fraction, counts per reason (most frequent
+    first), up to ``examples`` example completions per reason, and the spec.
+    """
+    nf = number_filter if number_filter is not None else NumberFilter.from_spec(spec)
+    check = nf.check
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+    shown: dict[str, list[str]] = {}
+    for i, row in enumerate(rows, start=1):
+        try:
+            text = row_completion(row, field)
+        except ValueError as err:
+            raise DataError("<rows>", i, str(err)) from None
+        reason = check(text)
+        if reason is None:
+            kept.append(row)
+            continue
+        rejected.append({**row, "reject_reason": reason})
+        counts[reason] += 1
+        ex = shown.setdefault(reason, [])
+        if len(ex) < examples:
+            ex.append(text)
+    total = len(kept) + len(rejected)
+    reasons = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    report = {
+        "total": total,
+        "kept": len(kept),
+        "rejected": len(rejected),
+        "kept_fraction": len(kept) / total if total else 0.0,
+        "reasons": reasons,
+        "examples": {r: shown[r] for r in reasons},
+        "banned_count": len(nf.banned),
+        "spec": spec.model_dump(mode="json"),
+    }
+    return FilterResult(kept=kept, rejected=rejected, report=report)
+
+
+def write_filter_outputs(result: FilterResult, out_dir: str | Path) -> None:
+    """Write kept.jsonl, rejected.jsonl, filter_report.json and filter_report.md (each atomic)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "kept.jsonl", result.kept)
+    write_jsonl(out / "rejected.jsonl", result.rejected)
+    atomic_write_json(out / "filter_report.json", result.report)
+    atomic_write_text(out / "filter_report.md", report_markdown(result.report))
