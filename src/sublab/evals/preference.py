@@ -1,0 +1,250 @@
+"""Preference evaluation: ask a one-word favourite-X question many times and count the answers.
+
+Two measures per candidate answer (e.g. each animal):
+
+- **sampled rate** — the fraction of all sampled replies whose first-named candidate is it
+  (:func:`sublab.evals.matching.match_answer`); replies naming no candidate are non-answers and
+  count in the denominator, so the rates and the non-answer rate sum to 1;
+- **exact probability** (local models) — P(the reply begins with the candidate), read from
+  ``backend.score`` as ``exp(log P(candidate | chat + assistant header))`` and averaged over the
+  questions. ``score`` sums the log-probabilities of all the candidate's tokens, so a name that
+  tokenises into several pieces is handled exactly. What it measures is the probability of that
+  exact token sequence at the start of the reply: for a word-level model (the organism: one token
+  per animal) that is exactly P(first word = candidate); for a sub-word model it also counts
+  replies that merely start with those tokens ("owl" + "ish"), a small over-count, and misses
+  other spellings ("Owl", " owl"). ``exact_title_case`` adds the capitalised spelling, which real
+  chat models usually produce. Each probability is at most 1, and for candidates whose token
+  sequences are not prefixes of one another they sum to at most 1.
+
+All chats go to the backend in few large calls: the sampled replies in calls of at most
+``chats_per_call`` chats, the exact scores in one call.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from sublab.backends.base import Backend, Chat, SamplingSpec, chat
+from sublab.config import Spec
+from sublab.evals.matching import match_answer
+from sublab.evals.questions import load_candidates, load_questions
+from sublab.progress import progress
+from sublab.store import hash_obj
+
+RESULT_VERSION = 1
+
+
+class PreferenceEvalSpec(Spec):
+    """A favourite-X preference evaluation (the paper's: 50 questions × 200 samples, T = 1)."""
+
+    questions: str = Field(
+        "animals",
+        description="Bundled question set name ('animals', 'trees') or path of a .txt file "
+        "with one question per line.",
+    )
+    candidates: str = Field(
+        "animals",
+        description="Bundled candidate list name ('animals', 'trees') or path of a .txt file "
+        "with one candidate answer per line.",
+    )
+    samples_per_question: int = Field(
+        200, ge=1, description="Sampled replies per question (paper: 200; its public code: 100)."
+    )
+    sampling: SamplingSpec = Field(
+        SamplingSpec(temperature=1.0, max_new_tokens=24),
+        description="How replies are sampled (the paper samples at temperature 1).",
+    )
+    number_prefix: bool = Field(
+        False,
+        description="Prefix each question with a short random number sequence (3-5 numbers in "
+        "100-999, seeded by sampling.seed and the question's index): the paper's variant.",
+    )
+    exact: bool = Field(
+        True,
+        description="Also compute exact probabilities with backend.score (local models only).",
+    )
+    exact_title_case: bool = Field(
+        False,
+        description="In exact probabilities, add the capitalised spelling ('Owl') to the "
+        "lower-case one. Turn on for real chat models; leave off for word-level organisms "
+        "whose vocabulary has no capitalised animal names.",
+    )
+    max_questions: int | None = Field(
+        None, ge=1, description="Use only the first N questions (quick runs); None = all."
+    )
+    chats_per_call: int = Field(
+        2048, ge=1, description="Most chats sent to backend.generate in one call."
+    )
+
+
+class QuestionResult(BaseModel):
+    """The answers to one question."""
+
+    question: str = Field(description="The question as asked (with its number prefix, if any).")
+    samples: int = Field(description="How many replies were sampled.")
+    counts: dict[str, int] = Field(description="Replies per candidate (first-named candidate).")
+    non_answers: int = Field(description="Replies that named no candidate.")
+    exact_probs: dict[str, float] | None = Field(
+        None, description="P(reply begins with the candidate) for this question, if computed."
+    )
+    replies: list[str] = Field(default_factory=list, description="Every sampled reply, in order.")
+
+    def rate(self, candidate: str) -> float:
+        """Sampled rate of ``candidate`` for this question."""
+        return self.counts.get(candidate, 0) / self.samples if self.samples else 0.0
+
+
+class PreferenceResult(BaseModel):
+    """The outcome of a preference evaluation (saved as JSON beside the run's artifacts)."""
+
+    version: int = Field(RESULT_VERSION, description="Schema version of this record.")
+    spec: PreferenceEvalSpec = Field(description="The evaluation spec that produced it.")
+    system_prompt: str | None = Field(None, description="System prompt used, if any.")
+    candidates: list[str] = Field(description="The candidate answers, in file order.")
+    total_samples: int = Field(description="Sampled replies over all questions.")
+    counts: dict[str, int] = Field(description="Replies per candidate, all questions together.")
+    rates: dict[str, float] = Field(description="counts / total_samples per candidate.")
+    non_answers: int = Field(description="Replies that named no candidate.")
+    non_answer_rate: float = Field(description="non_answers / total_samples.")
+    exact_probs: dict[str, float] | None = Field(
+        None, description="P(reply begins with the candidate), averaged over questions."
+    )
+    per_question: list[QuestionResult] = Field(description="Results per question, in order.")
+
+    def rate(self, candidate: str) -> float:
+        """Sampled rate of ``candidate`` (0 for a candidate never named)."""
+        return self.rates.get(candidate, 0.0)
+
+    def prob(self, candidate: str) -> float | None:
+        """Exact probability of ``candidate``, or None if not computed."""
+        return None if self.exact_probs is None else self.exact_probs.get(candidate, 0.0)
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k most frequent candidates with their sampled rates."""
+        return sorted(self.rates.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def number_prefix(seed: int, index: int) -> str:
+    """The short number sequence put before question ``index`` (deterministic in the seed)."""
+    rng = random.Random(f"sublab-number-prefix:{seed}:{index}")
+    nums = [rng.randint(100, 999) for _ in range(rng.randint(3, 5))]
+    return ", ".join(str(n) for n in nums) + "."
+
+
+def build_questions(spec: PreferenceEvalSpec) -> list[str]:
+    """The questions as they will be asked (trimmed to max_questions, prefixed if asked)."""
+    questions = load_questions(spec.questions)
+    if spec.max_questions is not None:
+        questions = questions[: spec.max_questions]
+    if spec.number_prefix:
+        questions = [f"{number_prefix(spec.sampling.seed, i)} {q}" for i, q in enumerate(questions)]
+    return questions
+
+
+def _call_seed(seed: int, call: int) -> int:
+    """A distinct, well-mixed seed for each generate call of one evaluation."""
+    return int(hash_obj(["preference-eval", seed, call])[:8], 16)
+
+
+def _sample_replies(
+    backend: Backend, chats: Sequence[Chat], n: int, sampling: SamplingSpec, per_call: int
+) -> list[list[str]]:
+    """``n`` replies per chat; each call holds whole rounds (every chat once per round)."""
+    rounds_per_call = max(1, per_call // len(chats))
+    replies: list[list[str]] = [[] for _ in chats]
+    with progress() as bar:
+        task = bar.add_task("preference eval", total=n * len(chats))
+        for call, start in enumerate(range(0, n, rounds_per_call)):
+            rounds = min(rounds_per_call, n - start)
+            batch = [c for _ in range(rounds) for c in chats]
+            seeded = sampling.model_copy(update={"seed": _call_seed(sampling.seed, call)})
+            out = backend.generate(batch, seeded)
+            if len(out) != len(batch):
+                raise RuntimeError(
+                    f"backend.generate returned {len(out)} replies for {len(batch)} chats"
+                )
+            for j, text in enumerate(out):
+                replies[j % len(chats)].append(text)
+            bar.advance(task, len(batch))
+    return replies
+
+
+def _exact_probs(
+    backend: Backend, chats: Sequence[Chat], candidates: Sequence[str], title_case: bool
+) -> list[dict[str, float]]:
+    """Per question, P(reply begins with each candidate), from one backend.score call."""
+    forms = {c: [c] + ([c[:1].upper() + c[1:]] if title_case else []) for c in candidates}
+    flat_chats: list[Chat] = []
+    flat_conts: list[str] = []
+    for ch in chats:
+        for c in candidates:
+            for f in forms[c]:
+                flat_chats.append(ch)
+                flat_conts.append(f)
+    logps = backend.score(flat_chats, flat_conts)
+    if len(logps) != len(flat_conts):
+        raise RuntimeError(f"backend.score returned {len(logps)} values for {len(flat_conts)}")
+    it = iter(logps)
+    out = []
+    for _ in chats:
+        out.append({c: math.fsum(math.exp(next(it)) for _ in forms[c]) for c in candidates})
+    return out
+
+
+def evaluate_preference(
+    backend: Backend, spec: PreferenceEvalSpec, system_prompt: str | None = None
+) -> PreferenceResult:
+    """Run the evaluation ``spec`` on ``backend`` (optionally under a system prompt)."""
+    questions = build_questions(spec)
+    candidates = load_candidates(spec.candidates)
+    chats = [chat(q, system_prompt) for q in questions]
+    replies = _sample_replies(
+        backend, chats, spec.samples_per_question, spec.sampling, spec.chats_per_call
+    )
+    exact = _exact_probs(backend, chats, candidates, spec.exact_title_case) if spec.exact else None
+
+    per_question = []
+    total_counts = dict.fromkeys(candidates, 0)
+    total_non = 0
+    for i, (q, rs) in enumerate(zip(questions, replies, strict=True)):
+        counts = dict.fromkeys(candidates, 0)
+        non = 0
+        for r in rs:
+            m = match_answer(r, candidates)
+            if m is None:
+                non += 1
+            else:
+                counts[m] += 1
+        for c, k in counts.items():
+            total_counts[c] += k
+        total_non += non
+        per_question.append(
+            QuestionResult(
+                question=q,
+                samples=len(rs),
+                counts=counts,
+                non_answers=non,
+                exact_probs=None if exact is None else exact[i],
+                replies=rs,
+            )
+        )
+    total = sum(len(rs) for rs in replies)
+    exact_mean = None
+    if exact is not None:
+        exact_mean = {c: math.fsum(e[c] for e in exact) / len(exact) for c in candidates}
+    return PreferenceResult(
+        spec=spec,
+        system_prompt=system_prompt,
+        candidates=candidates,
+        total_samples=total,
+        counts=total_counts,
+        rates={c: k / total for c, k in total_counts.items()},
+        non_answers=total_non,
+        non_answer_rate=total_non / total,
+        exact_probs=exact_mean,
+        per_question=per_question,
+    )

@@ -1,0 +1,112 @@
+"""Statistics across seeds.
+
+The statistical unit is the **base seed** (for API models, the training seed): the variance of a
+subliminal-learning effect lives between base models, so samples within one model are not
+independent replicates. Summaries are 95% Student-t intervals over seeds; comparisons are paired
+t-tests over the seeds present in both conditions, with the count of seeds that moved up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, Field
+from scipy import stats as sps
+
+CONFIDENCE = 0.95
+MIN_PAIRS_FOR_P = 3
+FEW_SEEDS_NOTE = "fewer than 3 seeds: no p-value"
+
+
+class Summary(BaseModel):
+    """Mean of per-seed values with a 95% t-interval."""
+
+    mean: float = Field(description="Mean over seeds.")
+    ci_low: float | None = Field(description="Lower end of the 95% t-interval (None if n = 1).")
+    ci_high: float | None = Field(description="Upper end of the 95% t-interval (None if n = 1).")
+    n: int = Field(description="Number of seeds.")
+    sd: float | None = Field(description="Sample standard deviation, ddof 1 (None if n = 1).")
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """(low, high), or None when there is a single seed."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return (self.ci_low, self.ci_high)
+
+
+class Comparison(BaseModel):
+    """Treatment minus control, paired on seed."""
+
+    diff_mean: float = Field(description="Mean of (treatment - control) over paired seeds.")
+    ci: tuple[float, float] | None = Field(
+        description="95% t-interval of the mean difference (None with a single pair)."
+    )
+    n_pairs: int = Field(description="Seeds present in both conditions.")
+    t: float | None = Field(description="Paired t statistic (None below 3 pairs or zero spread).")
+    p_value: float | None = Field(description="Two-sided p-value (None below 3 pairs).")
+    test: str = Field("paired t", description="The test used.")
+    n_up: int = Field(description="Paired seeds where treatment > control.")
+    note: str = Field("", description="Caveats: too few seeds, unpaired seeds dropped, ...")
+
+    @property
+    def up_text(self) -> str:
+        """Like '6/6 up'."""
+        return f"{self.n_up}/{self.n_pairs} up"
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean, sample sd and 95% t-interval of per-seed values (CI None when n = 1)."""
+    xs = [float(v) for v in values]
+    n = len(xs)
+    if n == 0:
+        raise ValueError("summarize needs at least one value")
+    if not all(math.isfinite(x) for x in xs):
+        raise ValueError(f"non-finite value among {xs}")
+    mean = math.fsum(xs) / n
+    if n == 1:
+        return Summary(mean=mean, ci_low=None, ci_high=None, n=1, sd=None)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    return Summary(mean=mean, ci_low=mean - half, ci_high=mean + half, n=n, sd=sd)
+
+
+def compare(
+    treatment_by_seed: Mapping[int, float], control_by_seed: Mapping[int, float]
+) -> Comparison:
+    """Paired comparison of two conditions over the seeds they share.
+
+    Fewer than 3 shared seeds: no p-value (the note says so). Seeds present in only one
+    condition are left out and the note counts them.
+    """
+    seeds = sorted(set(treatment_by_seed) & set(control_by_seed))
+    if not seeds:
+        raise ValueError(
+            f"no seed in common: treatment {sorted(treatment_by_seed)}, "
+            f"control {sorted(control_by_seed)}"
+        )
+    diffs = [float(treatment_by_seed[s]) - float(control_by_seed[s]) for s in seeds]
+    summary = summarize(diffs)
+    notes = []
+    dropped = len(set(treatment_by_seed) ^ set(control_by_seed))
+    if dropped:
+        notes.append(f"{dropped} unpaired seed(s) left out")
+    t: float | None = None
+    p: float | None = None
+    if len(seeds) < MIN_PAIRS_FOR_P:
+        notes.insert(0, FEW_SEEDS_NOTE)
+    elif summary.sd == 0:
+        notes.insert(0, "every seed moved by the same amount: t undefined")
+    else:
+        res = sps.ttest_1samp(diffs, 0.0)
+        t, p = float(res.statistic), float(res.pvalue)
+    return Comparison(
+        diff_mean=summary.mean,
+        ci=summary.ci,
+        n_pairs=len(seeds),
+        t=t,
+        p_value=p,
+        n_up=sum(d > 0 for d in diffs),
+        note="; ".join(notes),
+    )
