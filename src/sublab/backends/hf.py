@@ -1,0 +1,319 @@
+"""The ``hf`` backend: transformers (+ PEFT adapters) on CPU or GPU.
+
+``generate`` samples with its own batched loop over the KV cache (left padding, prompts grouped
+by length to cut padding, a private ``torch.Generator`` per batch so results never depend on
+earlier calls or on the global RNG). ``score`` computes exact ``log P(continuation | prompt)``
+in float64, tokenizing the continuation on its own so no token straddles the boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from sublab.backends.base import Chat, ModelRef, SamplingSpec
+from sublab.errors import SublabError
+from sublab.progress import progress
+
+# Tokens of logits allowed in one scoring forward pass (batch x length x vocab floats).
+_SCORE_LOGIT_BUDGET = 64 * 1024 * 1024
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` is cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on cuda and float32 elsewhere (bf16 matmul is slow on most CPUs)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise SublabError(f"dtype {dtype!r} is not supported: use one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    """``org/name`` (one slash, no leading ./, /, ~) may be a hub id; anything else is local."""
+    if path.startswith((".", "/", "~")) or path.startswith("runs/"):
+        return False
+    return path.count("/") == 1 and all(path.split("/"))
+
+
+def _missing_model_error(path: str, why: str | None = None) -> SublabError:
+    msg = (
+        f"model path {path} does not exist: build it with 'sublab organism build' or pass a hub id"
+    )
+    if why:
+        msg += f" (it is not a local folder, and loading it as a hub id failed: {why})"
+    return SublabError(msg)
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local model folder or hub id, with a clear error when missing."""
+    if not Path(path).exists() and not _looks_like_hub_id(path):
+        raise _missing_model_error(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise _missing_model_error(path, _first_line(err)) from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _seed_for(seed: int, *parts: Any) -> int:
+    """A 63-bit seed derived only from ``seed`` and ``parts`` (stable across processes)."""
+    h = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask (to -inf) the tail outside the smallest set with probability mass >= top_p."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    # drop a token when the mass before it already reaches top_p (always keep the first)
+    drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+class HFBackend:
+    """A transformers causal LM (optionally with a PEFT adapter) behind the Backend protocol.
+
+    Attributes ``model`` and ``tokenizer`` are public for callers that need the raw objects.
+    """
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 64,
+    ) -> None:
+        if ref.provider != "hf":
+            raise SublabError(
+                f"model {ref.path} has provider = {ref.provider!r}; HFBackend runs provider 'hf'"
+            )
+        if batch_size < 1:
+            raise SublabError(f"batch_size must be >= 1 (got {batch_size})")
+        self.ref = ref
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.tokenizer = load_tokenizer(ref.path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=self.dtype)
+        except (OSError, ValueError) as err:
+            raise _missing_model_error(ref.path, _first_line(err)) from None
+        if ref.adapter is not None:
+            if not Path(ref.adapter).exists():
+                raise SublabError(
+                    f"adapter path {ref.adapter} does not exist: train it first "
+                    "or remove 'adapter' from the model reference"
+                )
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
+        self.model = model.to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids: list[int] = sorted({eos} if isinstance(eos, int) else set(eos))
+
+    # ------------------------------------------------------------ prompts
+
+    @property
+    def name(self) -> str:
+        """The model's path (plus adapter), as recorded in provenance."""
+        return self.ref.path if self.ref.adapter is None else f"{self.ref.path}+{self.ref.adapter}"
+
+    def prompt_ids(self, chat_: Chat) -> list[int]:
+        """Token ids of a chat rendered by the chat template, ending in the assistant header."""
+        text = self.tokenizer.apply_chat_template(chat_, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+                mask[i, width - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _batches(self, lengths: Sequence[int], size: int) -> list[list[int]]:
+        """Indices grouped by length (stable sort), ``size`` at a time."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        return [order[i : i + size] for i in range(0, len(order), size)]
+
+    # ------------------------------------------------------------ generate
+
+    def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
+        """One sampled assistant reply per chat (same order), deterministic given the seed."""
+        return [
+            self.tokenizer.decode(t, skip_special_tokens=True).strip()
+            for t in self.generate_ids(chats, sampling)
+        ]
+
+    def generate_ids(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[list[int]]:
+        """Sampled token ids per chat, cut before the first EOS (which is not included)."""
+        if not chats:
+            return []
+        prompts = [self.prompt_ids(c) for c in chats]
+        batches = self._batches([len(p) for p in prompts], self.batch_size)
+        results: list[list[int]] = [[] for _ in chats]
+        with progress() as bar:
+            task = bar.add_task("generate", total=len(chats))
+            for b, idx in enumerate(batches):
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(_seed_for(sampling.seed, "batch", b))
+                outs = self._sample_batch([prompts[i] for i in idx], sampling, gen)
+                for i, toks in zip(idx, outs, strict=True):
+                    results[i] = toks
+                bar.advance(task, len(idx))
+        return results
+
+    @torch.inference_mode()
+    def _sample_batch(
+        self, prompts: Sequence[list[int]], sampling: SamplingSpec, gen: torch.Generator
+    ) -> list[list[int]]:
+        ids, mask = self._left_pad(prompts)
+        n = ids.shape[0]
+        eos = torch.tensor(self.eos_ids, device=self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
+        past = out.past_key_values
+        logits = out.logits[:, -1, :]
+        next_pos = pos[:, -1:] + 1
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        steps: list[torch.Tensor] = []
+        for step in range(sampling.max_new_tokens):
+            scaled = _top_p_filter(logits.float() / sampling.temperature, sampling.top_p)
+            probs = torch.softmax(scaled, dim=-1)
+            tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+            tok = torch.where(done, torch.full_like(tok, self.eos_ids[0]), tok)
+            steps.append(tok)
+            done = done | torch.isin(tok, eos)
+            if bool(done.all()) or step == sampling.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], 1)
+            out = self.model(
+                input_ids=tok[:, None],
+                attention_mask=mask,
+                position_ids=next_pos,
+                past_key_values=past,
+                use_cache=True,
+            )
+            past = out.past_key_values
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        table = torch.stack(steps, dim=1).tolist()
+        eos_set = set(self.eos_ids)
+        results = []
+        for row in table:
+            cut = next((j for j, t in enumerate(row) if t in eos_set), len(row))
+            results.append(row[:cut])
+        return results
+
+    # ------------------------------------------------------------ scoring
+
+    def continuation_ids(self, continuation: str) -> list[int]:
+        """Token ids of a continuation, tokenized on its own (no merge across the boundary)."""
+        return self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+
+    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | chat + assistant header), summed over its tokens, in float64."""
+        if len(chats) != len(continuations):
+            raise ValueError(
+                f"score needs one continuation per chat ({len(chats)} chats, "
+                f"{len(continuations)} continuations)"
+            )
+        pairs = [
+            (self.prompt_ids(c), self.continuation_ids(t))
+            for c, t in zip(chats, continuations, strict=True)
+        ]
+        return self.score_ids(pairs)
+
+    def score_ids(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
+        """Summed log-probabilities of ``cont`` after ``prompt`` for each (prompt, cont) pair."""
+        scores = [0.0] * len(pairs)
+        todo = [i for i, (_, c) in enumerate(pairs) if c]
+        lengths = [len(pairs[i][0]) + len(pairs[i][1]) for i in todo]
+        vocab = self.model.config.get_text_config().vocab_size
+        with progress() as bar:
+            task = bar.add_task("score", total=len(todo))
+            for group in self._token_budget_batches(lengths, vocab):
+                idx = [todo[g] for g in group]
+                for i, s in zip(idx, self._score_batch([pairs[i] for i in idx]), strict=True):
+                    scores[i] = s
+                bar.advance(task, len(idx))
+        return scores
+
+    def _token_budget_batches(self, lengths: Sequence[int], vocab: int) -> list[list[int]]:
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            width = lengths[i]  # sorted ascending, so the newest is the widest
+            if cur and (
+                len(cur) >= self.batch_size or (len(cur) + 1) * width * vocab > _SCORE_LOGIT_BUDGET
+            ):
+                batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            batches.append(cur)
+        return batches
+
+    @torch.inference_mode()
+    def _score_batch(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
+        seqs = [p + c for p, c in pairs]
+        ids, mask = self._left_pad(seqs)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        width = ids.shape[1]
+        out = []
+        for r, (_, cont) in enumerate(pairs):
+            k = len(cont)
+            # logits at position t predict token t+1: the continuation is the last k tokens
+            step_logits = logits[r, width - k - 1 : width - 1, :].double()
+            logp = torch.log_softmax(step_logits, dim=-1)
+            target = ids[r, width - k :]
+            out.append(float(logp.gather(-1, target[:, None]).sum()))
+        return out
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, chats: Sequence[Chat]) -> torch.Tensor:
+        """Log-softmax over the vocabulary after each chat's assistant header: [n, vocab], cpu."""
+        prompts = [self.prompt_ids(c) for c in chats]
+        rows: list[torch.Tensor | None] = [None] * len(chats)
+        for idx in self._batches([len(p) for p in prompts], self.batch_size):
+            ids, mask = self._left_pad([prompts[i] for i in idx])
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1
+            ).logits[:, -1, :]
+            logp = torch.log_softmax(logits.double(), dim=-1).float().cpu()
+            for i, row in zip(idx, logp, strict=True):
+                rows[i] = row
+        return torch.stack([r for r in rows if r is not None])
