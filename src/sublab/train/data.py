@@ -1,0 +1,190 @@
+"""Rows → token tensors with completion-only labels, and length-grouped batches.
+
+A row is ``{"prompt": str, "completion": str, optional "system_prompt": str}``. The prompt side
+is the tokenizer's chat template with the assistant header (``add_generation_prompt``), exactly
+what the model sees when it generates; the completion side is the completion's own tokens plus
+EOS, exactly what generation produces. Labels are the completion tokens and EOS; prompt and
+padding positions are -100.
+
+All rows are encoded once into one padded tensor, so a batch is a slice and an index, with no
+per-example Python in the training loop.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sublab.errors import SublabError
+
+IGNORE = -100
+
+
+def check_rows(rows: Sequence[dict[str, Any]], what: str = "rows") -> None:
+    """Raise SublabError naming the first bad row (index and field) and the fix."""
+    if len(rows) == 0:
+        raise SublabError(f"{what}: no rows given; pass at least one {{prompt, completion}} row")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise SublabError(f"{what}[{i}]: expected a dict, got {type(row).__name__}")
+        for field in ("prompt", "completion"):
+            if field not in row:
+                raise SublabError(
+                    f"{what}[{i}]: missing {field!r}; every row needs 'prompt' and 'completion' "
+                    f"(keys present: {', '.join(sorted(row)) or 'none'})"
+                )
+            if not isinstance(row[field], str):
+                raise SublabError(
+                    f"{what}[{i}].{field}: must be a string, got {type(row[field]).__name__}"
+                )
+        sp = row.get("system_prompt")
+        if sp is not None and not isinstance(sp, str):
+            raise SublabError(
+                f"{what}[{i}].system_prompt: must be a string or absent, got {type(sp).__name__}"
+            )
+
+
+def prompt_messages(row: dict[str, Any], use_system_prompt: bool = True) -> list[dict[str, str]]:
+    """The chat before the assistant's turn; the row's system prompt only if asked and present."""
+    msgs = []
+    if use_system_prompt and row.get("system_prompt"):
+        msgs.append({"role": "system", "content": row["system_prompt"]})
+    msgs.append({"role": "user", "content": row["prompt"]})
+    return msgs
+
+
+def eos_id(tokenizer: Any) -> int:
+    """The tokenizer's EOS id (the token that ends an assistant turn); an error if it has none."""
+    eid = tokenizer.eos_token_id
+    if eid is None:
+        raise SublabError(
+            "the tokenizer has no eos_token; set eos_token in tokenizer_config.json to the token "
+            "that ends an assistant turn"
+        )
+    return int(eid)
+
+
+@dataclass
+class Encoded:
+    """Every row as one right-padded id tensor, with completion-only labels."""
+
+    input_ids: torch.Tensor  # [N, L] long, padded with pad_id
+    labels: torch.Tensor  # [N, L] long, IGNORE outside completion + EOS
+    lengths: torch.Tensor  # [N] long, tokens per row before padding
+    kept: list[int]  # index in the given rows of each encoded row
+    dropped: list[int]  # rows left without any completion token after truncation
+    truncated: int  # rows cut at max_length
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    @property
+    def label_tokens(self) -> int:
+        return int((self.labels != IGNORE).sum())
+
+
+def encode_rows(
+    tokenizer: Any,
+    rows: Sequence[dict[str, Any]],
+    max_length: int,
+    use_system_prompt: bool = True,
+) -> Encoded:
+    """Tokenise rows: chat-template prompt + completion tokens + EOS, labels on the completion."""
+    check_rows(rows)
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise SublabError(
+            "the tokenizer has no chat_template; use a chat model folder whose "
+            "tokenizer_config.json (or chat_template.jinja) defines one"
+        )
+    eos = eos_id(tokenizer)
+    prompts = [
+        tokenizer.apply_chat_template(
+            prompt_messages(r, use_system_prompt), tokenize=False, add_generation_prompt=True
+        )
+        for r in rows
+    ]
+    p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
+    seqs: list[list[int]] = []
+    n_prompt: list[int] = []
+    kept: list[int] = []
+    dropped: list[int] = []
+    truncated = 0
+    for i, (p, c) in enumerate(zip(p_ids, c_ids, strict=True)):
+        full = [*p, *c, eos]
+        if len(full) > max_length:
+            truncated += 1
+            full = full[:max_length]
+        if len(full) <= len(p):
+            dropped.append(i)
+            continue
+        seqs.append(full)
+        n_prompt.append(len(p))
+        kept.append(i)
+    if not seqs:
+        raise SublabError(
+            f"all {len(rows)} rows are longer than max_length = {max_length} before their "
+            "completion starts; raise max_length"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    for j, (s, npr) in enumerate(zip(seqs, n_prompt, strict=True)):
+        t = torch.tensor(s, dtype=torch.long)
+        ids[j, : len(s)] = t
+        labels[j, npr : len(s)] = t[npr:]
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    return Encoded(ids, labels, lengths, kept, dropped, truncated)
+
+
+def completion_vocab(enc: Encoded) -> torch.Tensor:
+    """Sorted ids of every token that is a label somewhere (the completions' tokens and EOS)."""
+    return torch.unique(enc.labels[enc.labels != IGNORE])
+
+
+def length_grouped_batches(
+    lengths: torch.Tensor, batch_size: int, rng: random.Random, group: int = 64
+) -> list[list[int]]:
+    """Shuffle, then sort by length within windows of ``group`` batches, then shuffle batches.
+
+    Rows of similar length share a batch (little padding) while the order stays random.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    lens = lengths.tolist()
+    window = batch_size * group
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: -lens[i])
+        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sequential_batches(lengths: torch.Tensor, batch_size: int) -> list[list[int]]:
+    """Length-sorted batches in a fixed order (for scoring, where order does not matter)."""
+    order = sorted(range(len(lengths)), key=lambda i: -int(lengths[i]))
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def collate(enc: Encoded, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+    """One batch, padded only to its own longest row."""
+    index = torch.tensor(idx, dtype=torch.long)
+    width = int(enc.lengths[index].max())
+    ids = enc.input_ids[index, :width]
+    mask = torch.arange(width).unsqueeze(0) < enc.lengths[index].unsqueeze(1)
+    return {
+        "input_ids": ids,
+        "attention_mask": mask.long(),
+        "labels": enc.labels[index, :width],
+    }
+
+
+def iter_batches(enc: Encoded, batches: list[list[int]]) -> Iterator[dict[str, torch.Tensor]]:
+    for b in batches:
+        yield collate(enc, b)

@@ -1,0 +1,265 @@
+"""``finetune``: train a student on (prompt, completion) rows and save it as an HF folder.
+
+The loop is plain PyTorch: rows are encoded once (``sublab.train.data``), batches are
+length-grouped slices of one padded tensor, the LM head runs only at completion positions, and
+each optimizer step divides the summed token loss by the label tokens of all its micro-batches
+(so gradient accumulation gives the same update as one big batch). Deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sublab.errors import SublabError
+from sublab.progress import progress
+from sublab.store import atomic_output, atomic_write_json, package_versions
+from sublab.train.data import (
+    Encoded,
+    check_rows,
+    collate,
+    completion_vocab,
+    encode_rows,
+    length_grouped_batches,
+)
+from sublab.train.distill import hard_loss_sum, kl_sum
+from sublab.train.models import (
+    autocast,
+    check_same_vocab,
+    head_logits,
+    label_hidden,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    weight_dtype,
+)
+from sublab.train.recipe import StudentRecipe
+
+TRAIN_JSON = "train.json"
+
+
+@dataclass
+class TrainResult:
+    """What ``finetune`` did; the same facts are in ``<path>/train.json``."""
+
+    path: Path
+    rows_given: int
+    rows_used: int
+    steps: int
+    losses: list[float] = field(repr=False)
+    seconds: float
+    tokens_per_s: float
+    label_tokens: int
+
+
+def lr_lambda(scheduler: str, warmup: int, total: int) -> Any:
+    """The multiplier of the peak rate at optimizer step ``s`` (HF Trainer's formulas)."""
+
+    def f(s: int) -> float:
+        if s < warmup:
+            return s / max(1, warmup)
+        if scheduler == "constant":
+            return 1.0
+        frac = (s - warmup) / max(1, total - warmup)
+        if scheduler == "linear":
+            return max(0.0, 1.0 - frac)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    return f
+
+
+def subsample_indices(n: int, subsample: int | None, seed: int) -> list[int]:
+    """Sorted indices of the rows to train on, drawn with ``seed`` (all rows if too few)."""
+    if subsample is None or subsample >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), subsample))
+
+
+def _plan(enc: Encoded, recipe: StudentRecipe) -> list[list[list[int]]]:
+    """All optimizer steps of all epochs, each a list of micro-batches (row indices)."""
+    rng = random.Random(recipe.seed)
+    steps: list[list[list[int]]] = []
+    for _ in range(recipe.epochs):
+        batches = length_grouped_batches(enc.lengths, recipe.batch_size, rng)
+        steps.extend(
+            batches[k : k + recipe.grad_accum] for k in range(0, len(batches), recipe.grad_accum)
+        )
+    return steps
+
+
+def _add_lora(model: Any, recipe: StudentRecipe) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in recipe.lora_targets if t not in names]
+    if missing:
+        linear = sorted(
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in model.named_modules()
+                if isinstance(m, torch.nn.Linear)
+            }
+        )
+        raise SublabError(
+            f"lora_targets: {missing} are not modules of this model; its linear layers are {linear}"
+        )
+    config = LoraConfig(
+        r=recipe.lora_rank,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=list(recipe.lora_targets),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def finetune(
+    base: str | Path,
+    rows: Sequence[dict[str, Any]],
+    recipe: StudentRecipe,
+    out_dir: str | Path,
+    *,
+    teacher: str | Path | None = None,
+) -> TrainResult:
+    """Fine-tune ``base`` on ``rows`` with ``recipe``; write an HF model folder to ``out_dir``.
+
+    Rows are ``{"prompt", "completion", optional "system_prompt"}``; a row's system prompt is
+    used when present (students are normally trained without one: leave it out of the rows).
+    Soft labels need ``teacher``, a local model folder with the same tokenizer. ``out_dir`` must
+    not exist or be empty; it appears only when complete.
+    """
+    check_rows(rows)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SublabError(f"{out}: output folder exists and is not empty; pass a new folder")
+    if recipe.labels == "soft" and teacher is None:
+        raise SublabError("labels = 'soft' needs a teacher: pass teacher=<local model folder>")
+    t_start = time.perf_counter()
+    used = subsample_indices(len(rows), recipe.subsample, recipe.seed)
+    tokenizer = load_tokenizer(base, "base")
+    enc = encode_rows(tokenizer, [rows[i] for i in used], recipe.max_length)
+    device = resolve_device(recipe.device)
+    dtype = weight_dtype(recipe.dtype, device, recipe.method)
+
+    torch.manual_seed(recipe.seed)
+    model = load_model(base, device, dtype, "base")
+    saved_dtype = model.dtype
+    if recipe.method == "lora":
+        model = _add_lora(model, recipe)
+    teacher_model = None
+    vocab = None
+    if recipe.labels == "soft":
+        assert teacher is not None
+        check_same_vocab(tokenizer, load_tokenizer(teacher, "teacher"), teacher)
+        teacher_model = load_model(teacher, device, dtype, "teacher").eval()
+        teacher_model.requires_grad_(False)
+        vocab = completion_vocab(enc).to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, foreach=True
+    )
+    plan = _plan(enc, recipe)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(recipe.scheduler, recipe.warmup_steps, len(plan))
+    )
+    losses: list[float] = []
+    lrs: list[float] = []
+    seen_tokens = 0
+    t_loop = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("finetune", total=len(plan))
+        for micro in plan:
+            n_labels = sum(int((enc.labels[b] != -100).sum()) for b in micro)
+            step_loss = 0.0
+            for idx in micro:
+                batch = _to(collate(enc, idx), device)
+                seen_tokens += int(batch["attention_mask"].sum())
+                with autocast(device):
+                    hidden, targets = label_hidden(model, batch)
+                    if teacher_model is None:
+                        loss = hard_loss_sum(head_logits(model, hidden), targets)
+                    else:
+                        with torch.no_grad():
+                            t_hidden, _ = label_hidden(teacher_model, batch)
+                            t_logits = head_logits(teacher_model, t_hidden, vocab)
+                        s_logits = head_logits(model, hidden, vocab)
+                        loss = kl_sum(t_logits, s_logits, recipe.soft_temperature)
+                (loss / n_labels).backward()
+                step_loss += float(loss.detach())
+            if recipe.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(step_loss / n_labels)
+            bar.update(task, advance=1, description=f"finetune loss {losses[-1]:.4f}")
+    loop_seconds = time.perf_counter() - t_loop
+    if not all(math.isfinite(x) for x in losses):
+        raise SublabError(
+            f"training diverged (loss {losses[-1]}); lower learning_rate or use dtype float32"
+        )
+
+    info = {
+        "recipe": recipe.model_dump(mode="json"),
+        "base": str(base),
+        "teacher": None if teacher is None else str(teacher),
+        "rows_given": len(rows),
+        "rows_used": len(enc),
+        "row_indices": [used[i] for i in enc.kept],
+        "rows_dropped_too_long": [used[i] for i in enc.dropped],
+        "rows_truncated": enc.truncated,
+        "subsample_short": recipe.subsample is not None and recipe.subsample > len(rows),
+        "label_tokens": enc.label_tokens,
+        "completion_vocab_size": None if vocab is None else len(vocab),
+        "seed": recipe.seed,
+        "steps": len(plan),
+        "loss": losses,
+        "learning_rate": lrs,
+        "train_seconds": loop_seconds,
+        "tokens_per_s": seen_tokens / max(loop_seconds, 1e-9),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "versions": package_versions(),
+    }
+    with atomic_output(out) as tmp:
+        tmp.mkdir(parents=True)
+        _save(model, tokenizer, recipe, tmp, saved_dtype)
+        info["seconds"] = time.perf_counter() - t_start
+        atomic_write_json(tmp / TRAIN_JSON, info)
+    return TrainResult(
+        path=out,
+        rows_given=len(rows),
+        rows_used=len(enc),
+        steps=len(plan),
+        losses=losses,
+        seconds=info["seconds"],
+        tokens_per_s=info["tokens_per_s"],
+        label_tokens=enc.label_tokens,
+    )
+
+
+def _save(model: Any, tokenizer: Any, recipe: StudentRecipe, out: Path, dtype: torch.dtype) -> None:
+    """Write safetensors weights + tokenizer: merged model, adapter alone, or both."""
+    model.eval()
+    if recipe.method == "lora" and recipe.save in ("adapter", "both"):
+        model.save_pretrained(out if recipe.save == "adapter" else out / "adapter")
+    if recipe.method == "lora" and recipe.save == "adapter":
+        tokenizer.save_pretrained(out)
+        return
+    if recipe.method == "lora":
+        model = model.merge_and_unload()
+    model.to(dtype).save_pretrained(out)
+    tokenizer.save_pretrained(out)

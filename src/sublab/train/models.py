@@ -1,0 +1,137 @@
+"""Loading models for training and scoring, and logits at completion positions only.
+
+Computing the LM head only where a label is (the completion tokens and EOS) instead of at every
+position saves most of the head's work and memory on long prompts and big vocabularies; the
+soft-label loss goes further and computes only the completion-vocabulary rows of the head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from sublab.errors import SublabError
+from sublab.train.data import IGNORE
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; anything else is checked and returned."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        msg = f"device: {device!r} is not a torch device; use auto, cpu or cuda"
+        raise SublabError(msg) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SublabError(f"device: {device!r} asked for, but CUDA is not available; use 'cpu'")
+    return dev
+
+
+def weight_dtype(dtype: str, device: torch.device, method: str) -> torch.dtype:
+    """The dtype the weights are loaded in (see StudentRecipe.dtype)."""
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda" and method == "lora":
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; nothing on CPU (bf16 matmul is very slow on most CPUs)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_model_dir(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise SublabError(f"{what}: {p} is not a folder; pass a local HF model folder")
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        raise SublabError(
+            f"{what}: {p} has neither config.json nor adapter_config.json; pass a folder written "
+            "by save_pretrained"
+        )
+    return p
+
+
+def load_tokenizer(path: str | Path, what: str = "model") -> Any:
+    from transformers import AutoTokenizer
+
+    p = check_model_dir(path, what)
+    try:
+        return AutoTokenizer.from_pretrained(p)
+    except (OSError, ValueError) as err:
+        raise SublabError(f"{what}: cannot load a tokenizer from {p}: {err}") from None
+
+
+def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, what: str) -> Any:
+    """AutoModelForCausalLM from a folder; a PEFT adapter folder is loaded and merged."""
+    from transformers import AutoModelForCausalLM
+
+    p = check_model_dir(path, what)
+    if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(p, dtype=dtype).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+    return model.to(device)
+
+
+def check_same_vocab(student_tok: Any, teacher_tok: Any, teacher: str | Path) -> None:
+    """Soft labels and KL need one token space: the two vocabularies must be identical."""
+    a, b = student_tok.get_vocab(), teacher_tok.get_vocab()
+    if a == b:
+        return
+    only_a = sorted(set(a) - set(b))[:3]
+    only_b = sorted(set(b) - set(a))[:3]
+    moved = sorted(k for k in set(a) & set(b) if a[k] != b[k])[:3]
+    raise SublabError(
+        f"teacher {teacher}: its tokenizer differs from the student's ({len(b)} vs {len(a)} "
+        f"tokens; only in student: {only_a}, only in teacher: {only_b}, different ids: {moved}); "
+        "soft labels and KL need a teacher fine-tuned from the same base"
+    )
+
+
+def _parts(model: Any) -> tuple[Any, Any, float | None]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    return base.get_decoder(), base.get_output_embeddings(), cap
+
+
+def label_hidden(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states at positions that predict a label, and those labels.
+
+    Position t predicts token t + 1, so the hidden states are ``h[:, :-1]`` where
+    ``labels[:, 1:]`` is set. Returns ``(hidden [n, d], targets [n])``.
+    """
+    decoder, _, _ = _parts(model)
+    out = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    targets = batch["labels"][:, 1:]
+    where = targets != IGNORE
+    return hidden[:, :-1][where], targets[where]
+
+
+def head_logits(model: Any, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """LM-head logits for ``hidden``, all vocabulary or only the ids in ``rows`` (float32)."""
+    _, head, cap = _parts(model)
+    if rows is not None and type(head) is torch.nn.Linear:
+        bias = head.bias[rows] if head.bias is not None else None
+        logits = F.linear(hidden, head.weight[rows], bias)
+    else:
+        logits = head(hidden)
+        if rows is not None:
+            logits = logits[:, rows]
+    logits = logits.float()
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
