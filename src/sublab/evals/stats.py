@@ -17,6 +17,8 @@ from scipy import stats as sps
 CONFIDENCE = 0.95
 MIN_PAIRS_FOR_P = 3
 FEW_SEEDS_NOTE = "fewer than 3 seeds: no p-value"
+# A spread of the differences this small (relative to their size) is rounding noise, not data.
+_ZERO_SPREAD = 1e-12
 
 
 class Summary(BaseModel):
@@ -96,11 +98,11 @@ def compare(
     p: float | None = None
     if len(seeds) < MIN_PAIRS_FOR_P:
         notes.insert(0, FEW_SEEDS_NOTE)
-    elif summary.sd == 0:
+    elif summary.sd is None or summary.sd <= _ZERO_SPREAD * max(1.0, *map(abs, diffs)):
         notes.insert(0, "every seed moved by the same amount: t undefined")
     else:
-        res = sps.ttest_1samp(diffs, 0.0)
-        t, p = float(res.statistic), float(res.pvalue)
+        t = summary.mean / (summary.sd / math.sqrt(len(diffs)))
+        p = float(2 * sps.t.sf(abs(t), len(diffs) - 1))
     return Comparison(
         diff_mean=summary.mean,
         ci=summary.ci,
