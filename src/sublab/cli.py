@@ -54,6 +54,48 @@ def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
     out.print(table)
 
 
+@app.command("filter")
+def filter_(
+    input_path: Annotated[Path, typer.Argument(help="JSONL: prompt/completion or chat rows.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: IN.filtered/).")
+    ] = None,
+    banned: Annotated[
+        list[str] | None,
+        typer.Option("--banned", help="Banned list: shipped name (paper-negative) or file path."),
+    ] = None,
+    field: Annotated[str, typer.Option(help="Field that holds the completion.")] = "completion",
+    min_count: Annotated[int, typer.Option(help="Fewest numbers kept.")] = 1,
+    max_count: Annotated[int, typer.Option(help="Most numbers kept.")] = 10,
+    max_value: Annotated[int, typer.Option(help="Largest number kept.")] = 999,
+    examples: Annotated[int, typer.Option(help="Example completions per reason.")] = 5,
+) -> None:
+    """Keep number completions that pass the paper's rule; write kept rows and a report."""
+    from sublab.config import validate
+    from sublab.numbers.filter import (
+        FilterSpec,
+        NumberFilter,
+        filter_rows,
+        read_filter_input,
+        write_filter_outputs,
+    )
+    from sublab.numbers.report import report_table
+
+    try:
+        raw = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
+        spec = validate({**raw, "banned_lists": banned or []}, FilterSpec, "command line")
+        number_filter = NumberFilter.from_spec(spec)
+        rows = read_filter_input(input_path, field)
+        result = filter_rows(rows, spec, field, examples, number_filter=number_filter)
+        target = out_dir or input_path.with_name(input_path.stem + ".filtered")
+        write_filter_outputs(result, target)
+    except SublabError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(report_table(result.report))
+    out.print(f"wrote {target}/ (kept.jsonl, rejected.jsonl, filter_report.json, .md)")
+
+
 def main() -> None:
     try:
         app()
