@@ -8,8 +8,9 @@ in float64, tokenizing the continuation on its own so no token straddles the bou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+@contextlib.contextmanager
+def _bar(show: bool, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar (or nothing when ``show`` is false); yields ``advance(n)``."""
+    if not show:
+        yield lambda n: None
+        return
+    with progress() as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 class HFBackend:
     """A transformers causal LM (optionally with a PEFT adapter) behind the Backend protocol.
 
@@ -116,6 +128,8 @@ class HFBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
+        self.show_progress = True
+        """Show a progress bar in long calls (callers with their own bar turn it off)."""
         self.tokenizer = load_tokenizer(ref.path)
         try:
             model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=self.dtype)
@@ -180,15 +194,14 @@ class HFBackend:
         prompts = [self.prompt_ids(c) for c in chats]
         batches = self._batches([len(p) for p in prompts], self.batch_size)
         results: list[list[int]] = [[] for _ in chats]
-        with progress() as bar:
-            task = bar.add_task("generate", total=len(chats))
+        with _bar(self.show_progress and len(batches) > 1, "generate", len(chats)) as advance:
             for b, idx in enumerate(batches):
                 gen = torch.Generator(device=self.device)
                 gen.manual_seed(_seed_for(sampling.seed, "batch", b))
                 outs = self._sample_batch([prompts[i] for i in idx], sampling, gen)
                 for i, toks in zip(idx, outs, strict=True):
                     results[i] = toks
-                bar.advance(task, len(idx))
+                advance(len(idx))
         return results
 
     @torch.inference_mode()
@@ -260,13 +273,13 @@ class HFBackend:
         todo = [i for i, (_, c) in enumerate(pairs) if c]
         lengths = [len(pairs[i][0]) + len(pairs[i][1]) for i in todo]
         vocab = self.model.config.get_text_config().vocab_size
-        with progress() as bar:
-            task = bar.add_task("score", total=len(todo))
-            for group in self._token_budget_batches(lengths, vocab):
+        groups = self._token_budget_batches(lengths, vocab)
+        with _bar(self.show_progress and len(groups) > 1, "score", len(todo)) as advance:
+            for group in groups:
                 idx = [todo[g] for g in group]
                 for i, s in zip(idx, self._score_batch([pairs[i] for i in idx]), strict=True):
                     scores[i] = s
-                bar.advance(task, len(idx))
+                advance(len(idx))
         return scores
 
     def _token_budget_batches(self, lengths: Sequence[int], vocab: int) -> list[list[int]]:
