@@ -28,7 +28,9 @@ S = TypeVar("S", bound=type[Spec])
 
 CONFIG_KINDS: dict[str, type[Spec]] = {}
 # Modules that register config kinds; imported on first lookup so that `sublab check` knows them.
-BUILTIN_KIND_MODULES: list[str] = []
+BUILTIN_KIND_MODULES: list[str] = [
+    "sublab.pipeline",
+]
 
 
 def config_kind(name: str) -> Callable[[S], S]:
