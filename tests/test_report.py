@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import matplotlib.image as mpimg
+import pytest
+
+from sublab.evals.stats import FEW_SEEDS_NOTE
+from sublab.report import ReportData, ResultRow, TeacherStrength, analyse, render_report
+
+CONTROL = [0.040, 0.050, 0.045, 0.042, 0.048, 0.046]
+HARD = [0.080, 0.075, 0.090, 0.070, 0.085, 0.088]
+CROSS = [0.041, 0.049, 0.044, 0.044, 0.047, 0.047]
+
+
+def rows(metric="exact_prob", seeds=6):
+    out = []
+    for s in range(seeds):
+        out += [
+            ResultRow(condition="base", target="owl", seed=s, metric=metric, value=CONTROL[s]),
+            ResultRow(
+                condition="control",
+                target="owl",
+                teacher="base",
+                seed=s,
+                metric=metric,
+                value=CONTROL[s],
+            ),
+            ResultRow(
+                condition="student-hard",
+                target="owl",
+                teacher="owl-ft",
+                seed=s,
+                metric=metric,
+                value=HARD[s],
+            ),
+            ResultRow(
+                condition="cross-student",
+                target="owl",
+                teacher="owl-ft",
+                seed=s,
+                metric=metric,
+                value=CROSS[s],
+            ),
+        ]
+    return out
+
+
+def data(results, **kw):
+    return ReportData(
+        title="Owl <teacher> & friends",
+        run_name="run-1",
+        created="2026-11-23T05:00:00Z",
+        config_text='kind = "experiment"\nname = "a<b>"\n',
+        results=results,
+        filter_reports={
+            "owl-ft": {
+                "total": 3000,
+                "kept": 2088,
+                "rejected": 912,
+                "kept_fraction": 0.696,
+                "reasons": {"too_many_numbers": 600, "words": 312},
+                "examples": {"words": ["I love owls 1 2 3"], "too_many_numbers": ["1 2"]},
+            }
+        },
+        teacher_strengths={"owl-ft": TeacherStrength(trait_prob=0.998, number_kl=0.0123)},
+        notes=["The system-prompt teacher did not transmit."],
+        **kw,
+    )
+
+
+def test_analysis_pairs_students_with_their_controls():
+    table = {r.condition: r for r in analyse(data(rows()))}
+    hard = table["student-hard"]
+    assert hard.control == "control"
+    diffs = [h - c for h, c in zip(HARD, CONTROL, strict=True)]
+    assert hard.comparison.diff_mean == pytest.approx(sum(diffs) / 6)
+    assert hard.comparison.up_text == "6/6 up"
+    assert hard.comparison.p_value < 0.001
+    assert hard.control_mean == pytest.approx(sum(CONTROL) / 6)
+    # no cross-control rows: the cross-student falls back to the control students
+    assert table["cross-student"].control == "control"
+    assert table["control"].control == "base"
+    assert table["base"].comparison is None
+    assert table["base"].summary.n == 6
+
+
+def test_render_writes_every_file(tmp_path):
+    d = data(rows() + rows("sampled_rate"))
+    out = render_report(d, tmp_path / "rep")
+    assert set(out) == {"html", "md", "json", "fig:exact_prob", "fig:sampled_rate"}
+    for p in out.values():
+        assert p.is_file() and p.stat().st_size > 0
+    assert not [
+        p for p in (tmp_path / "rep").iterdir() if p.name not in {x.name for x in out.values()}
+    ]
+    # the figures decode as images
+    img = mpimg.imread(out["fig:exact_prob"])
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    # report.json round-trips
+    assert ReportData.model_validate_json(out["json"].read_text()) == d
+    assert json.loads(out["json"].read_text())["version"] == 1
+
+
+def test_html_is_self_contained_with_figures_and_tables(tmp_path):
+    out = render_report(data(rows()), tmp_path)
+    page = out["html"].read_text()
+    imgs = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(imgs) == 1
+    png = base64.b64decode(imgs[0])
+    assert png == out["fig:exact_prob"].read_bytes()
+    assert mpimg.imread(io.BytesIO(png), format="png").size > 0
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    # the table figures: means, CIs, diff, p, seeds up
+    table = analyse(data(rows()))
+    hard = next(r for r in table if r.condition == "student-hard")
+    assert f"{hard.summary.mean:.3f}" in page
+    assert f"{hard.summary.ci_low:.3f}" in page
+    assert f"+{hard.comparison.diff_mean:.3f}" in page
+    assert "p &lt; 0.001" in page and "6/6 up" in page
+    # escaping: title and config are text, not markup
+    assert "Owl &lt;teacher&gt; &amp; friends" in page
+    assert "name = &quot;a&lt;b&gt;&quot;" in page
+    # filter, strength and notes sections
+    assert "69.6%" in page and "too_many_numbers 600" in page
+    assert "0.998" in page and "0.0123" in page
+    assert "did not transmit" in page
+    # the headline leads, states the effect with its interval and seed count
+    lead = re.search(r'<p class="lead">(.*?)</p>', page).group(1)
+    assert lead.startswith("student-hard (owl-ft)") and "a clear increase" in lead
+    assert "95% CI" in lead and "6/6 seeds up" in lead
+
+
+def test_markdown_has_tables_and_links_figures(tmp_path):
+    out = render_report(data(rows()), tmp_path)
+    md = out["md"].read_text()
+    assert md.startswith("# Owl <teacher> & friends\n")
+    assert "![exact_prob](fig_exact_prob.png)" in md
+    assert "| target | condition | n | mean | 95% CI |" in md
+    line = next(x for x in md.splitlines() if x.startswith("| owl | student-hard (owl-ft) |"))
+    assert "| 6 |" in line and "| control |" in line and "6/6 up" in line
+    assert "| owl-ft | 3000 | 2088 | 69.6% |" in md
+    assert "```toml" in md
+
+
+def test_null_result_and_few_seeds_are_reported_honestly(tmp_path):
+    null = [
+        r.model_copy(update={"value": CROSS[r.seed]}) if r.condition == "student-hard" else r
+        for r in rows()
+    ]
+    md = render_report(data(null), tmp_path / "null")["md"].read_text()
+    assert "no clear difference" in md.splitlines()[2]
+    few = render_report(data(rows(seeds=2)), tmp_path / "few")["html"].read_text()
+    assert FEW_SEEDS_NOTE in few and "too few seeds to test" in few
+    one = render_report(data(rows(seeds=1)), tmp_path / "one")["md"].read_text()
+    assert "1/1 seed up" in one
+
+
+def test_empty_results_still_render(tmp_path):
+    out = render_report(data([]), tmp_path)
+    assert "No results yet." in out["md"].read_text()
+    assert set(out) == {"html", "md", "json"}
+
+
+def test_failed_render_leaves_nothing(tmp_path):
+    bad = data(rows())
+    bad.results.append(
+        ResultRow(condition="base", target="owl", seed=9, metric="exact_prob", value=float("nan"))
+    )
+    with pytest.raises(ValueError, match="non-finite"):
+        render_report(bad, tmp_path / "r")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
