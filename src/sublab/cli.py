@@ -96,6 +96,92 @@ def filter_(
     out.print(f"wrote {target}/ (kept.jsonl, rejected.jsonl, filter_report.json, .md)")
 
 
+@app.command()
+def generate(
+    model: Annotated[str, typer.Option(help="Teacher: local HF model folder or hub id.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output JSONL.")] = Path("numbers.jsonl"),
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="System prompt sent with every prompt.")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Trait label stored in each row.")] = None,
+    count: Annotated[int, typer.Option(help="How many number prompts.")] = 1000,
+    prompt_seed: Annotated[int, typer.Option(help="Seed of the prompt generator.")] = 0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest completion, in tokens.")] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    chunk_size: Annotated[int, typer.Option(help="Rows per resumable chunk.")] = 256,
+) -> None:
+    """Sample number continuations from a model into a JSONL file (resumable, atomic)."""
+    from sublab.backends.base import ModelRef, SamplingSpec
+    from sublab.config import validate
+    from sublab.numbers.prompts import NumberPromptSpec
+    from sublab.pipeline import BackendSettings, generate_numbers_file
+
+    try:
+        src = "command line"
+        ref = validate({"path": model, "adapter": adapter}, ModelRef, src)
+        prompts = validate({"count": count, "seed": prompt_seed}, NumberPromptSpec, src)
+        sampling = validate(
+            {
+                "temperature": temperature,
+                "top_p": top_p,
+                "max_new_tokens": max_new_tokens,
+                "seed": seed,
+            },
+            SamplingSpec,
+            src,
+        )
+        settings = validate({"device": device, "batch_size": batch_size}, BackendSettings, src)
+        target = generate_numbers_file(
+            ref,
+            out_path,
+            prompts=prompts,
+            sampling=sampling,
+            system_prompt=system_prompt,
+            label=label,
+            settings=settings,
+            chunk_size=chunk_size,
+        )
+    except SublabError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    out.print(f"wrote {count} rows to {target}; next: sublab filter {target}")
+
+
+@app.command("run")
+def run_(
+    config: Annotated[Path, typer.Argument(help="Experiment config (TOML).")],
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Override the config's runs_dir.")
+    ] = None,
+) -> None:
+    """Validate a config (all problems at once), then run it; finished stages are skipped."""
+    import json
+
+    from sublab.pipeline import run_config
+
+    try:
+        run = run_config(config, runs_dir=runs_dir)
+    except SublabError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    manifest = run.manifest()
+    stages = manifest.get("stages", {})
+    report = run.path / stages.get("filter", "") / "filter_report.json"
+    if "filter" in stages and report.is_file():
+        from sublab.numbers.report import report_table
+
+        out.print(report_table(json.loads(report.read_text())))
+    for stage, name in stages.items():
+        out.print(f"{stage}: {run.path / name}")
+    head = ", ".join(f"{k}={v}" for k, v in manifest.get("headline", {}).items())
+    out.print(f"run {run.name}: {manifest.get('status')} ({head})")
+
+
 def main() -> None:
     try:
         app()
