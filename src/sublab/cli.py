@@ -90,7 +90,8 @@ def filter_(
         target = out_dir or input_path.with_name(input_path.stem + ".filtered")
         write_filter_outputs(result, target)
     except SublabError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        # soft_wrap: never break a file:line location across lines
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     out.print(report_table(result.report))
     out.print(f"wrote {target}/ (kept.jsonl, rejected.jsonl, filter_report.json, .md)")
