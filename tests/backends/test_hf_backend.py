@@ -203,3 +203,12 @@ def test_bad_dtype_and_provider(tiny_model):
         HFBackend(ModelRef(path=str(tiny_model)), dtype="int8")
     with pytest.raises(SublabError, match="provider 'hf'"):
         HFBackend(ModelRef(path=str(tiny_model), provider="openai"))
+
+
+def test_load_backend_factory(tiny_model):
+    from sublab.backends import load_backend
+
+    b = load_backend(ModelRef(path=str(tiny_model)), batch_size=3)
+    assert isinstance(b, HFBackend) and b.batch_size == 3
+    with pytest.raises(SublabError, match="provider 'vllm' has no backend"):
+        load_backend(ModelRef(path=str(tiny_model), provider="vllm"))
