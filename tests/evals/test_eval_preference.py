@@ -193,3 +193,50 @@ def test_spec_rejects_bad_values():
         PreferenceEvalSpec(samplez=3)
     for name, field in PreferenceEvalSpec.model_fields.items():
         assert field.description, name
+
+
+def test_backend_progress_bar_is_silenced_and_restored():
+    backend = TableBackend()
+    backend.show_progress = True
+    seen = []
+    original = backend.generate
+
+    def generate(chats, sampling):
+        seen.append(backend.show_progress)
+        return original(chats, sampling)
+
+    backend.generate = generate
+    evaluate_preference(backend, PreferenceEvalSpec(samples_per_question=2, max_questions=2))
+    assert seen == [False] and backend.show_progress is True
+
+
+def test_end_to_end_through_the_hf_backend(tiny_model):
+    """The real HF backend on the tiny random model: counts and probabilities are consistent."""
+    hf = pytest.importorskip("sublab.backends.hf")
+    from sublab.backends.base import ModelRef
+
+    backend = hf.HFBackend(ModelRef(path=str(tiny_model)), device="cpu", batch_size=64)
+    spec = PreferenceEvalSpec(
+        samples_per_question=8,
+        max_questions=4,
+        sampling=SamplingSpec(max_new_tokens=6, seed=3),
+        exact_title_case=True,
+    )
+    res = evaluate_preference(backend, spec, system_prompt="You love owls.")
+    assert res.total_samples == 32
+    assert sum(res.counts.values()) + res.non_answers == 32
+    assert all(len(q.replies) == 8 for q in res.per_question)
+    # duplicates of one chat in a call are sampled independently: a random model varies
+    assert any(len(set(q.replies)) > 1 for q in res.per_question)
+    probs = res.exact_probs
+    assert set(probs) == set(res.candidates)
+    assert all(0 < p <= 1 for p in probs.values())
+    assert sum(probs.values()) <= 1.0 + 1e-9
+    # exact probabilities agree with a direct score of the same continuation
+    from sublab.backends.base import chat
+
+    q0 = res.per_question[0]
+    direct = backend.score([chat(q0.question, "You love owls.")] * 2, ["owl", "Owl"])
+    assert q0.exact_probs["owl"] == pytest.approx(math.exp(direct[0]) + math.exp(direct[1]))
+    again = evaluate_preference(backend, spec, system_prompt="You love owls.")
+    assert [q.replies for q in again.per_question] == [q.replies for q in res.per_question]

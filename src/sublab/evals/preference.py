@@ -22,9 +22,10 @@ All chats go to the backend in few large calls: the sampled replies in calls of 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -150,6 +151,20 @@ def _call_seed(seed: int, call: int) -> int:
     return int(hash_obj(["preference-eval", seed, call])[:8], 16)
 
 
+@contextlib.contextmanager
+def _quiet(backend: Backend) -> Iterator[None]:
+    """Silence a backend's own progress bar (if it has one) while the evaluation's bar runs."""
+    if not hasattr(backend, "show_progress"):
+        yield
+        return
+    before = backend.show_progress
+    backend.show_progress = False
+    try:
+        yield
+    finally:
+        backend.show_progress = before
+
+
 def _sample_replies(
     backend: Backend, chats: Sequence[Chat], n: int, sampling: SamplingSpec, per_call: int
 ) -> list[list[str]]:
@@ -202,10 +217,13 @@ def evaluate_preference(
     questions = build_questions(spec)
     candidates = load_candidates(spec.candidates)
     chats = [chat(q, system_prompt) for q in questions]
-    replies = _sample_replies(
-        backend, chats, spec.samples_per_question, spec.sampling, spec.chats_per_call
-    )
-    exact = _exact_probs(backend, chats, candidates, spec.exact_title_case) if spec.exact else None
+    with _quiet(backend):
+        replies = _sample_replies(
+            backend, chats, spec.samples_per_question, spec.sampling, spec.chats_per_call
+        )
+        exact = None
+        if spec.exact:
+            exact = _exact_probs(backend, chats, candidates, spec.exact_title_case)
 
     per_question = []
     total_counts = dict.fromkeys(candidates, 0)
