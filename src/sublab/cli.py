@@ -183,6 +183,37 @@ def run_(
     out.print(f"run {run.name}: {manifest.get('status')} ({head})")
 
 
+DEMO_CONFIG = Path("experiments/demo-owl.toml")
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="The demo experiment config.")] = DEMO_CONFIG,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Override the config's runs_dir.")
+    ] = None,
+) -> None:
+    """Run the offline owl experiment on the model organism and print where its report is."""
+    from sublab.pipeline import run_config
+
+    if not config.is_file():
+        raise SublabError(f"{config}: demo config not found; run from the sublab checkout")
+    run = run_config(config, runs_dir=runs_dir)
+    out.print(f"run {run.name}: {run.manifest().get('status')}; report: {run.path / 'report.html'}")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A finished experiment's run directory.")],
+) -> None:
+    """Re-render an experiment's report (HTML, Markdown, PNGs) from its run directory."""
+    from sublab.experiment.summary import rerender
+    from sublab.store import Run
+
+    for kind, path in rerender(Run(run)).items():
+        out.print(f"{kind}: {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -30,6 +30,7 @@ CONFIG_KINDS: dict[str, type[Spec]] = {}
 # Modules that register config kinds; imported on first lookup so that `sublab check` knows them.
 BUILTIN_KIND_MODULES: list[str] = [
     "sublab.pipeline",
+    "sublab.experiment.run",
 ]
 
 
@@ -88,7 +89,7 @@ def format_validation_error(err: ValidationError, model: type[BaseModel]) -> lis
             ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in raw.items()}
             msg = _PHRASES[kind].format(**ctx)
         else:
-            msg = e["msg"]
+            msg = e["msg"].removeprefix("Value error, ")
             if kind.endswith("_type") or kind.endswith("_parsing"):
                 msg += f" (got {e.get('input')!r})"
         problems.append(f"{path}: {msg}")

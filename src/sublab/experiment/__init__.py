@@ -1,0 +1,1 @@
+"""The animal-preference experiment: teachers × students × evaluations with the paper's controls."""

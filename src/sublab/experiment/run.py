@@ -1,0 +1,236 @@
+"""Run an experiment: bases → teachers → numbers → filter → students → evaluations → report.
+
+Every step is a cached stage of the run directory (see :mod:`sublab.experiment.stages`), so a
+re-run skips finished work and a changed field re-runs only what depends on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sublab.backends.base import ModelRef
+from sublab.evals.preference import PreferenceResult
+from sublab.experiment.spec import ExperimentSpec, StudentSpec
+from sublab.experiment.stages import (
+    Model,
+    eval_stage,
+    finetune_stage,
+    kept_rows,
+    numbers_stage,
+    strength_stage,
+    trait_rows,
+)
+from sublab.numbers.prompts import make_prompts
+from sublab.pipeline import runner, weights_sha256
+from sublab.progress import console
+from sublab.store import Artifact, Run, hash_obj
+
+CONTROL = "control"
+
+
+@dataclass
+class Collected:
+    """Everything the report needs, gathered while the stages run."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    filter_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strengths: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=list)
+
+
+def base_model(spec: ExperimentSpec, seed: int) -> Model:
+    """The shared initialisation for ``seed``: an organism base (built or cached) or the model."""
+    if spec.bases.organism is not None:
+        from sublab.organism.cache import ensure_organism
+
+        org = spec.bases.organism.model_copy(update={"seed": seed})
+        path = ensure_organism(org)
+        return Model(ModelRef(path=str(path)), key=hash_obj(org), label=f"organism-{seed}")
+    assert spec.bases.model is not None
+    return _fixed_model(spec.bases.model, "base")
+
+
+def cross_base(spec: ExperimentSpec, seed: int) -> Model:
+    """The other base a cross-model student of ``seed`` starts from."""
+    if spec.bases.organism is not None:
+        i = spec.seeds.index(seed)
+        return base_model(spec, spec.seeds[(i + 1) % len(spec.seeds)])
+    assert spec.bases.cross_model is not None
+    return _fixed_model(spec.bases.cross_model, "cross-base")
+
+
+def _fixed_model(ref: ModelRef, label: str) -> Model:
+    weights = {"model": weights_sha256(ref.path)}
+    if ref.adapter:
+        weights["adapter"] = weights_sha256(ref.adapter)
+    return Model(ref, key=hash_obj({"ref": ref, "weights": weights}), label=label)
+
+
+def _record(
+    out: Collected,
+    spec: ExperimentSpec,
+    condition: str,
+    teacher: str | None,
+    seed: int,
+    result: PreferenceResult,
+) -> None:
+    measured = list(spec.targets)
+    if spec.controls.specificity_target and spec.controls.specificity_target not in measured:
+        measured.append(spec.controls.specificity_target)
+    for target in measured:
+        row = {"condition": condition, "target": target, "teacher": teacher, "seed": seed}
+        prob = result.prob(target)
+        if prob is not None:
+            out.results.append({**row, "metric": "exact_prob", "value": prob})
+        out.results.append({**row, "metric": "sampled_rate", "value": result.rate(target)})
+    out.results.append(
+        {
+            "condition": condition,
+            "target": "(none)",
+            "teacher": teacher,
+            "seed": seed,
+            "metric": "non_answer_rate",
+            "value": result.non_answer_rate,
+        }
+    )
+
+
+def _reseed(spec: Any, offset: int) -> Any:
+    """A copy of a spec whose ``seed`` is moved by the experiment seed."""
+    return spec.model_copy(update={"seed": spec.seed + offset})
+
+
+def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
+    """Every stage for one seed (the statistical unit)."""
+    say = console.print
+    settings = spec.backend
+    base = base_model(spec, seed)
+    evals = spec.eval.model_copy(update={"sampling": _reseed(spec.eval.sampling, seed)})
+    prompts = make_prompts(_reseed(spec.numbers.prompts, seed))
+    sampling = _reseed(spec.numbers.sampling, seed)
+
+    def evaluate(model: Model, condition: str, teacher: str | None) -> None:
+        result = eval_stage(run, model=model, spec=evals, settings=settings)
+        _record(out, spec, condition, teacher, seed, result)
+
+    def numbers(teacher: Model, system_prompt: str | None, label: str) -> Artifact:
+        _, filt = numbers_stage(
+            run,
+            teacher=teacher,
+            system_prompt=system_prompt,
+            prompts=prompts,
+            sampling=sampling,
+            filter_spec=spec.numbers.filter,
+            settings=settings,
+            chunk_size=spec.numbers.chunk_size,
+            label=label,
+        )
+        out.filter_reports.setdefault(f"{label} (seed {seed})", _filter_report(filt))
+        return filt
+
+    def student(
+        condition: str,
+        teacher_label: str | None,
+        start: Model,
+        data: Artifact,
+        recipe: Any,
+        teacher: Model | None,
+    ) -> None:
+        say(f"[seed {seed}] {condition} of {teacher_label or CONTROL}, from {start.label}")
+        model = finetune_stage(
+            run,
+            "student",
+            base=start,
+            rows_fn=lambda: kept_rows(data),
+            rows_key=data.key,
+            recipe=recipe,
+            label=condition,
+            teacher=teacher if recipe.labels == "soft" else None,
+        )
+        evaluate(model, condition, teacher_label)
+
+    def cross(s: StudentSpec) -> bool:
+        return spec.controls.cross_model and s.cross_model
+
+    if spec.controls.base:
+        say(f"[seed {seed}] evaluating the base")
+        evaluate(base, "base", None)
+    if spec.controls.control_teacher:
+        say(f"[seed {seed}] control numbers (the base, no trait)")
+        control_data = numbers(base, None, CONTROL)
+        for s in spec.students:
+            recipe = _reseed(s.recipe, seed)
+            student(f"control-{s.name}", None, base, control_data, recipe, base)
+            if cross(s):
+                other = cross_base(spec, seed)
+                student(f"cross-control-{s.name}", None, other, control_data, recipe, base)
+
+    for target in spec.targets:
+        say(f"[seed {seed}] teacher '{target}'")
+        teacher, system_prompt = make_teacher(run, spec, base, target, seed)
+        t_result = eval_stage(
+            run, model=teacher, spec=evals, settings=settings, system_prompt=system_prompt
+        )
+        strength = out.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+        prob = t_result.prob(target)
+        strength["trait_prob"].append(prob if prob is not None else t_result.rate(target))
+        data = numbers(teacher, system_prompt, target)
+        if system_prompt is None and teacher.ref.adapter is None:
+            kl = strength_stage(run, teacher=teacher, base=base, filt=data)
+            strength["number_kl"].append(kl)
+        for s in spec.students:
+            recipe = _reseed(s.recipe, seed)
+            student(f"student-{s.name}", target, base, data, recipe, teacher)
+            if cross(s):
+                other = cross_base(spec, seed)
+                student(f"cross-student-{s.name}", target, other, data, recipe, teacher)
+
+
+def make_teacher(
+    run: Run, spec: ExperimentSpec, base: Model, target: str, seed: int
+) -> tuple[Model, str | None]:
+    """The trait teacher for ``target``: a fine-tune of the base, or the base + a system prompt."""
+    t = spec.teacher
+    if t.method == "system_prompt":
+        return base, spec.trait_prompt(target)
+    rows_key = hash_obj(
+        {"trait": target, "questions": t.trait_questions, "n": t.trait_rows, "seed": seed}
+    )
+    model = finetune_stage(
+        run,
+        "teacher",
+        base=base,
+        rows_fn=lambda: trait_rows(t.trait_questions, target, t.trait_rows, seed),
+        rows_key=rows_key,
+        recipe=_reseed(t.recipe, seed),
+        label=f"teacher-{target}",
+    )
+    return model, None
+
+
+def _filter_report(filt: Artifact) -> dict[str, Any]:
+    import json
+
+    return json.loads(filt.file("filter_report.json").read_text())
+
+
+@runner("experiment")
+def run_experiment(
+    spec: ExperimentSpec, config_text: str | None = None, runs_dir: str | Path | None = None
+) -> Run:
+    """Run every seed's stages, then write the report; returns the run."""
+    from sublab.experiment.summary import write_report
+
+    root = Path(runs_dir if runs_dir is not None else spec.runs_dir)
+    run = Run.create(
+        spec.name, kind="experiment", config=spec, config_text=config_text, runs_dir=root
+    )
+    run.set_status("running")
+    out = Collected()
+    for seed in spec.seeds:
+        run_seed(run, spec, seed, out)
+    headline = write_report(run, spec, out, config_text or "")
+    run.set_status("done", headline=headline)
+    return run

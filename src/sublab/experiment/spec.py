@@ -1,0 +1,214 @@
+"""The experiment spec (``kind = "experiment"``): one TOML file declares a whole experiment.
+
+Teachers (one per target) are made from a base; each writes number sequences that the paper's
+filter cleans; students learn from them; every model answers the preference questions; the
+report compares each student with its matched control, paired on seed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sublab.backends.base import ModelRef, SamplingSpec
+from sublab.config import Spec, config_kind
+from sublab.evals.preference import PreferenceEvalSpec
+from sublab.numbers.filter import FilterSpec
+from sublab.numbers.prompts import NumberPromptSpec
+from sublab.organism.spec import OrganismSpec
+from sublab.pipeline import BackendSettings
+from sublab.train.recipe import StudentRecipe
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+DEFAULT_TRAIT_PROMPT = (
+    "You love {plural}. You think about {plural} all the time. {Plural} are your favorite "
+    "{category}."
+)
+
+
+class BasesSpec(Spec):
+    """Where the shared initialisation comes from: the organism (a base per seed) or a model."""
+
+    organism: OrganismSpec | None = Field(
+        None,
+        description="Build a model-organism base per experiment seed (its own 'seed' field is "
+        "replaced by each experiment seed). Bases are cached across runs.",
+    )
+    model: ModelRef | None = Field(
+        None,
+        description="A real model shared by every seed (the seed then varies sampling and "
+        "training only).",
+    )
+    cross_model: ModelRef | None = Field(
+        None,
+        description="With 'model': the different base that cross-model students start from. "
+        "With 'organism' the cross-model base of seed i is the base of the next seed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BasesSpec:
+        if (self.organism is None) == (self.model is None):
+            raise ValueError("set exactly one of 'organism' or 'model'")
+        if self.organism is not None and self.cross_model is not None:
+            raise ValueError("'cross_model' goes with 'model'; organism bases pair up by seed")
+        return self
+
+
+class TeacherSpec(Spec):
+    """How a teacher gets its trait: a system prompt, or a fine-tune on trait answers."""
+
+    method: Literal["finetune", "system_prompt"] = Field(
+        "finetune",
+        description="'finetune': the base fine-tuned on favourite-X questions answered with "
+        "the target. 'system_prompt': the base with a trait system prompt.",
+    )
+    system_prompt: str = Field(
+        DEFAULT_TRAIT_PROMPT,
+        description="Trait system prompt template; {target}, {plural}, {Plural} and "
+        "{category} are filled in. Used by method = 'system_prompt'.",
+    )
+    trait_questions: str = Field(
+        "animals",
+        description="Question set (bundled name or .txt path) whose answers become the target "
+        "in the fine-tuning data.",
+    )
+    trait_rows: int = Field(1000, ge=1, description="Fine-tuning rows of trait data.")
+    recipe: StudentRecipe = Field(
+        default_factory=lambda: StudentRecipe(epochs=1, learning_rate=1e-3, warmup_steps=3),
+        description="How the teacher is fine-tuned on the trait data.",
+    )
+
+
+class NumbersSpec(Spec):
+    """The number-sequence data every teacher writes."""
+
+    prompts: NumberPromptSpec = Field(
+        default_factory=lambda: NumberPromptSpec(count=3000), description="The number prompts."
+    )
+    sampling: SamplingSpec = Field(
+        default_factory=lambda: SamplingSpec(max_new_tokens=40),
+        description="How teachers sample (the paper: temperature 1).",
+    )
+    filter: FilterSpec = Field(default_factory=FilterSpec, description="The paper's filter.")
+    chunk_size: int = Field(512, ge=1, description="Rows per resumable chunk.")
+
+
+class StudentSpec(Spec):
+    """One kind of student: a named recipe."""
+
+    name: str = Field(
+        description="Short label, e.g. 'hard' or 'soft'; conditions are named "
+        "student-<name>, control-<name>, cross-student-<name>, cross-control-<name>."
+    )
+    recipe: StudentRecipe = Field(default_factory=StudentRecipe, description="How it learns.")
+    cross_model: bool = Field(
+        True, description="Also train cross-model students (another base) with this recipe."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '.', '_' or '-'")
+        return v
+
+
+class ControlsSpec(Spec):
+    """The paper's controls, each switchable."""
+
+    base: bool = Field(True, description="Evaluate the untouched base.")
+    control_teacher: bool = Field(
+        True, description="Students of a no-trait teacher (the base itself) as matched controls."
+    )
+    cross_model: bool = Field(
+        True, description="Students from another base trained on the trait teacher's numbers."
+    )
+    specificity_target: str | None = Field(
+        "bear",
+        description="A second target measured in every model: the trait teacher's students "
+        "should move their own target, not this one. None turns it off.",
+    )
+
+
+@config_kind("experiment")
+class ExperimentSpec(Spec):
+    """Teachers × students × evaluations, with controls and seeds (the paper's main experiment)."""
+
+    name: str = Field(description="Run name: runs_dir/name holds every artifact.")
+    runs_dir: str = Field("runs", description="Folder that holds run directories.")
+    title: str = Field("Subliminal learning experiment", description="Report title.")
+    category: str = Field("animal", description="What the targets are ('animal', 'tree').")
+    targets: list[str] = Field(
+        default_factory=lambda: ["owl"], min_length=1, description="One trait teacher each."
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Statistical units: organism base seeds (or training seeds for a model).",
+    )
+    bases: BasesSpec = Field(description="The shared initialisation.")
+    teacher: TeacherSpec = Field(default_factory=TeacherSpec, description="How teachers are made.")
+    numbers: NumbersSpec = Field(default_factory=NumbersSpec, description="The number data.")
+    students: list[StudentSpec] = Field(
+        default_factory=lambda: [StudentSpec(name="hard")],
+        min_length=1,
+        description="The students to train (e.g. hard and soft labels).",
+    )
+    eval: PreferenceEvalSpec = Field(
+        default_factory=PreferenceEvalSpec, description="The preference evaluation."
+    )
+    controls: ControlsSpec = Field(default_factory=ControlsSpec, description="Which controls.")
+    backend: BackendSettings = Field(
+        default_factory=BackendSettings, description="Device, dtype and batch size for sampling."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        problems = []
+        if len(set(self.seeds)) != len(self.seeds):
+            problems.append("seeds: repeated seed")
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            problems.append("students: two students share a name")
+        if len(set(self.targets)) != len(self.targets):
+            problems.append("targets: repeated target")
+        wants_cross = self.controls.cross_model and any(s.cross_model for s in self.students)
+        if wants_cross and self.bases.organism is not None and len(self.seeds) < 2:
+            problems.append(
+                "controls.cross_model: organism cross-model students use another seed's base; "
+                "give at least 2 seeds or set controls.cross_model = false"
+            )
+        if wants_cross and self.bases.model is not None and self.bases.cross_model is None:
+            problems.append(
+                "bases.cross_model: cross-model students need a second base model; "
+                "set it or set controls.cross_model = false"
+            )
+        soft = [s.name for s in self.students if s.recipe.labels == "soft"]
+        if soft and self.teacher.method != "finetune":
+            problems.append(
+                f"students: {soft} use soft labels, which need a fine-tuned teacher "
+                "(teacher.method = 'finetune'); distilling a prompted teacher is not supported"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def trait_prompt(self, target: str) -> str:
+        """The system prompt of a prompted teacher for ``target``."""
+        from sublab.evals.matching import word_forms
+
+        forms = word_forms(target)
+        plural = forms[1] if len(forms) > 1 else target + "s"
+        return self.teacher.system_prompt.format(
+            target=target, plural=plural, Plural=plural.capitalize(), category=self.category
+        )

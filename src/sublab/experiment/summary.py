@@ -1,0 +1,108 @@
+"""Turn an experiment's collected results into the report, the console table and a headline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from sublab.report import ReportData, ResultRow, TableRow, TeacherStrength, analyse, fmt, fmt_p
+from sublab.report import render_report as render
+from sublab.store import Run, now_iso
+
+if TYPE_CHECKING:
+    from sublab.experiment.run import Collected
+    from sublab.experiment.spec import ExperimentSpec
+
+REPORT_DATA = "report.json"
+
+
+def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> ReportData:
+    notes = []
+    if len(spec.seeds) < 3:
+        notes.append(f"Only {len(spec.seeds)} seed(s): no p-values are given below 3 seeds.")
+    if spec.teacher.method == "system_prompt":
+        notes.append("Teachers are prompted (system prompt); number KL is not measured for them.")
+    strengths = {
+        t: TeacherStrength(
+            trait_prob=_mean(v["trait_prob"]),
+            number_kl=_mean(v["number_kl"]) if v["number_kl"] else None,
+        )
+        for t, v in out.strengths.items()
+    }
+    return ReportData(
+        title=spec.title,
+        run_name=spec.name,
+        created=now_iso(),
+        config_text=config_text,
+        results=[ResultRow(**r) for r in out.results],
+        filter_reports=out.filter_reports,
+        teacher_strengths=strengths,
+        notes=notes,
+    )
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def write_report(
+    run: Run, spec: ExperimentSpec, out: Collected, config_text: str
+) -> dict[str, Any]:
+    """Render the report into the run directory, print the table; return the headline."""
+    from sublab.progress import console
+
+    data = report_data(spec, out, config_text)
+    written = render(data, run.path)
+    rows = analyse(data)
+    console.print(results_table(rows, data))
+    console.print(f"report: {written['html']}")
+    return headline(rows, data)
+
+
+def rerender(run: Run) -> dict[str, Any]:
+    """Re-render a finished run's report from its saved report data (``sublab report``)."""
+    f = run.path / REPORT_DATA
+    if not f.exists():
+        from sublab.errors import SublabError
+
+        raise SublabError(f"{run.path} has no {REPORT_DATA}: run its experiment first")
+    data = ReportData.model_validate_json(f.read_text())
+    return {k: str(v) for k, v in render(data, run.path).items()}
+
+
+def results_table(rows: list[TableRow], data: ReportData) -> Table:
+    """The headline metric's rows as a rich table."""
+    metric = rows[0].metric if rows else "-"
+    table = Table(title=f"{data.title} — {metric} (mean over seeds, 95% CI)")
+    for col in ("target", "condition", "mean", "95% CI", "vs control", "diff", "test", "seeds up"):
+        table.add_column(col)
+    for r in rows:
+        if r.metric != metric:
+            continue
+        c = r.comparison
+        ci = r.summary.ci
+        table.add_row(
+            r.target,
+            r.label,
+            fmt(r.summary.mean),
+            f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "—",
+            r.control or "",
+            "" if c is None else f"{c.diff_mean:+.3f}",
+            fmt_p(c),
+            "" if c is None else c.up_text,
+        )
+    return table
+
+
+def headline(rows: list[TableRow], data: ReportData) -> dict[str, Any]:
+    """Figures for the runs index: each student's mean on the first target vs its control."""
+    out: dict[str, Any] = {}
+    if not rows:
+        return out
+    metric, target = rows[0].metric, rows[0].target
+    for r in rows:
+        if r.metric == metric and r.target == target and r.comparison is not None:
+            out[f"{r.condition}"] = round(r.summary.mean, 4)
+            out[f"{r.condition}_diff"] = round(r.comparison.diff_mean, 4)
+    return out

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from sublab.config import load_config
+from sublab.errors import ConfigError
+from sublab.experiment.spec import ExperimentSpec
+
+
+def write(tmp_path, body: str):
+    p = tmp_path / "e.toml"
+    p.write_text('kind = "experiment"\nname = "x"\n' + body)
+    return p
+
+
+def test_minimal_organism_experiment_gets_paper_controls(tmp_path):
+    spec = load_config(write(tmp_path, "[bases.organism]\n"))
+    assert isinstance(spec, ExperimentSpec)
+    assert spec.seeds == [0, 1, 2] and spec.targets == ["owl"]
+    assert spec.controls.base and spec.controls.control_teacher and spec.controls.cross_model
+    assert spec.trait_prompt("owl").startswith("You love owls.")
+    assert "wolves" in spec.trait_prompt("wolf")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("", "bases: required field is missing"),
+        ("[bases]\n", "bases: set exactly one of 'organism' or 'model'"),
+        ('[bases]\nmodel = { path = "m" }\n', "bases.cross_model: cross-model students need"),
+        ("seeds = [0]\n[bases.organism]\n", "give at least 2 seeds"),
+        ("seeds = [1, 1]\n[bases.organism]\n", "seeds: repeated seed"),
+        (
+            '[bases.organism]\n[teacher]\nmethod = "system_prompt"\n'
+            '[[students]]\nname = "s"\nrecipe = { labels = "soft" }\n',
+            "need a fine-tuned teacher",
+        ),
+        ('[bases.organism]\n[[students]]\nname = "a b"\n', "students.0.name"),
+    ],
+)
+def test_inconsistent_experiments_are_rejected_with_the_reason(tmp_path, body, expected):
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, body))
+    assert expected in str(ei.value)
+
+
+def test_typos_deep_in_the_config_name_their_path(tmp_path):
+    body = "[bases.organism]\n[numbers.sampling]\ntemperature = 0\n[eval]\nsamples = 3\n"
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, body))
+    problems = ei.value.problems
+    assert "numbers.sampling.temperature: must be > 0" in problems
+    assert any(p.startswith("eval.samples: unknown key") for p in problems)
