@@ -124,6 +124,91 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+@dataclass
+class LoopStats:
+    """The training loop's record: one loss and learning rate per optimizer step."""
+
+    losses: list[float]
+    lrs: list[float]
+    tokens: int
+    seconds: float
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def train_loop(
+    model: Any,
+    enc: Encoded,
+    recipe: StudentRecipe,
+    device: torch.device,
+    *,
+    teacher_model: Any = None,
+    vocab: torch.Tensor | None = None,
+) -> LoopStats:
+    """Train ``model`` in place on ``enc`` (its trainable parameters only) and return the record.
+
+    Hard labels when ``teacher_model`` is None; otherwise KL(teacher ‖ student) over the ids in
+    ``vocab``. The loss of a step is the mean over the label tokens of all its micro-batches.
+    """
+    if (teacher_model is None) != (vocab is None):
+        raise ValueError("soft labels need both teacher_model and vocab")
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, foreach=True
+    )
+    plan = _plan(enc, recipe)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(recipe.scheduler, recipe.warmup_steps, len(plan))
+    )
+    losses: list[float] = []
+    lrs: list[float] = []
+    seen_tokens = 0
+    t_loop = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("finetune", total=len(plan))
+        for micro in plan:
+            n_labels = sum(int((enc.labels[b] != -100).sum()) for b in micro)
+            step_loss = torch.zeros((), device=device)
+            for idx in micro:
+                cpu_batch = collate(enc, idx)
+                seen_tokens += int(cpu_batch["attention_mask"].sum())
+                batch = _to(cpu_batch, device)
+                with autocast(device):
+                    hidden, targets = label_hidden(model, batch)
+                    if teacher_model is None:
+                        loss = hard_loss_sum(head_logits(model, hidden), targets)
+                    else:
+                        with torch.no_grad():
+                            t_hidden, _ = label_hidden(teacher_model, batch)
+                            t_logits = head_logits(teacher_model, t_hidden, vocab)
+                        s_logits = head_logits(model, hidden, vocab)
+                        loss = kl_sum(t_logits, s_logits, recipe.soft_temperature)
+                (loss / n_labels).backward()
+                step_loss += loss.detach()
+            if recipe.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
+            lrs.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(step_loss) / n_labels)
+            bar.update(task, advance=1, description=f"finetune loss {losses[-1]:.4f}")
+    seconds = time.perf_counter() - t_loop
+    if not all(math.isfinite(x) for x in losses):
+        raise SublabError(
+            f"training diverged (loss {losses[-1]}); lower learning_rate or use dtype float32"
+        )
+
+    return LoopStats(losses, lrs, seen_tokens, seconds)
+
+
 def finetune(
     base: str | Path,
     rows: Sequence[dict[str, Any]],
@@ -165,52 +250,8 @@ def finetune(
         teacher_model = load_model(teacher, device, dtype, "teacher").eval()
         teacher_model.requires_grad_(False)
         vocab = completion_vocab(enc).to(device)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, foreach=True
-    )
-    plan = _plan(enc, recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(recipe.scheduler, recipe.warmup_steps, len(plan))
-    )
-    losses: list[float] = []
-    lrs: list[float] = []
-    seen_tokens = 0
-    t_loop = time.perf_counter()
-    with progress() as bar:
-        task = bar.add_task("finetune", total=len(plan))
-        for micro in plan:
-            n_labels = sum(int((enc.labels[b] != -100).sum()) for b in micro)
-            step_loss = 0.0
-            for idx in micro:
-                batch = _to(collate(enc, idx), device)
-                seen_tokens += int(batch["attention_mask"].sum())
-                with autocast(device):
-                    hidden, targets = label_hidden(model, batch)
-                    if teacher_model is None:
-                        loss = hard_loss_sum(head_logits(model, hidden), targets)
-                    else:
-                        with torch.no_grad():
-                            t_hidden, _ = label_hidden(teacher_model, batch)
-                            t_logits = head_logits(teacher_model, t_hidden, vocab)
-                        s_logits = head_logits(model, hidden, vocab)
-                        loss = kl_sum(t_logits, s_logits, recipe.soft_temperature)
-                (loss / n_labels).backward()
-                step_loss += float(loss.detach())
-            if recipe.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, recipe.max_grad_norm)
-            lrs.append(scheduler.get_last_lr()[0])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(step_loss / n_labels)
-            bar.update(task, advance=1, description=f"finetune loss {losses[-1]:.4f}")
-    loop_seconds = time.perf_counter() - t_loop
-    if not all(math.isfinite(x) for x in losses):
-        raise SublabError(
-            f"training diverged (loss {losses[-1]}); lower learning_rate or use dtype float32"
-        )
+    stats = train_loop(model, enc, recipe, device, teacher_model=teacher_model, vocab=vocab)
+    losses = stats.losses
 
     info = {
         "recipe": recipe.model_dump(mode="json"),
@@ -225,11 +266,11 @@ def finetune(
         "label_tokens": enc.label_tokens,
         "completion_vocab_size": None if vocab is None else len(vocab),
         "seed": recipe.seed,
-        "steps": len(plan),
+        "steps": stats.steps,
         "loss": losses,
-        "learning_rate": lrs,
-        "train_seconds": loop_seconds,
-        "tokens_per_s": seen_tokens / max(loop_seconds, 1e-9),
+        "learning_rate": stats.lrs,
+        "train_seconds": stats.seconds,
+        "tokens_per_s": stats.tokens_per_s,
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "versions": package_versions(),
@@ -243,10 +284,10 @@ def finetune(
         path=out,
         rows_given=len(rows),
         rows_used=len(enc),
-        steps=len(plan),
+        steps=stats.steps,
         losses=losses,
         seconds=info["seconds"],
-        tokens_per_s=info["tokens_per_s"],
+        tokens_per_s=stats.tokens_per_s,
         label_tokens=enc.label_tokens,
     )
 
