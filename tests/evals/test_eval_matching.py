@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sublab.evals.matching import candidate_forms, match_answer, word_forms
@@ -79,6 +79,7 @@ filler = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
 separators = st.sampled_from([" ", ", ", ". ", "! ", "\n", " - ", "? ", "(", ")"])
 
 
+@settings(deadline=None, max_examples=100)
 @given(cand=st.sampled_from(ANIMALS), left=words, right=words)
 def test_embedded_in_a_longer_word_never_matches(cand, left, right):
     # glued letters on either side make another word: never the candidate
@@ -89,6 +90,7 @@ def test_embedded_in_a_longer_word_never_matches(cand, left, right):
             assert text.lower() in candidate_forms(cand)
 
 
+@settings(deadline=None, max_examples=100)
 @given(
     cand=st.sampled_from(ANIMALS),
     form=st.integers(0, 3),
@@ -102,6 +104,7 @@ def test_standalone_word_always_matches(cand, form, case, pre, post):
     assert match_answer(text, ANIMALS) == cand
 
 
+@settings(deadline=None, max_examples=100)
 @given(text=filler)
 def test_result_is_a_candidate_that_occurs_as_a_word(text):
     got = match_answer(text, ANIMALS)
@@ -114,6 +117,7 @@ def test_result_is_a_candidate_that_occurs_as_a_word(text):
         assert any(f in text.lower() for f in candidate_forms(got))
 
 
+@settings(deadline=None, max_examples=100)
 @given(a=st.sampled_from(ANIMALS), b=st.sampled_from(ANIMALS), sep=separators)
 def test_first_occurring_candidate_wins(a, b, sep):
     assert match_answer(a + sep + b, ANIMALS) == a

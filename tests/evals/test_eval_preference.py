@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sublab.backends.base import Backend, Chat, SamplingSpec
+from sublab.errors import DataError
 from sublab.evals.preference import (
     PreferenceEvalSpec,
     PreferenceResult,
@@ -240,3 +241,18 @@ def test_end_to_end_through_the_hf_backend(tiny_model):
     assert q0.exact_probs["owl"] == pytest.approx(math.exp(direct[0]) + math.exp(direct[1]))
     again = evaluate_preference(backend, spec, system_prompt="You love owls.")
     assert [q.replies for q in again.per_question] == [q.replies for q in res.per_question]
+
+
+def test_spec_names_unknown_bundled_sets_at_load_time(tmp_path):
+    from sublab.config import validate
+    from sublab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        validate({"questions": "animalz", "candidates": "treez"}, PreferenceEvalSpec, "x.toml")
+    text = str(err.value)
+    assert "questions: " in text and "no bundled questions set 'animalz'" in text
+    assert "candidates: " in text and "known: animals, trees" in text
+    # paths are accepted as given and checked when the evaluation runs
+    spec = PreferenceEvalSpec(questions=str(tmp_path / "mine.txt"))
+    with pytest.raises(DataError, match="file not found"):
+        evaluate_preference(TableBackend(), spec)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sublab.evals.stats import FEW_SEEDS_NOTE, compare, summarize
@@ -78,12 +78,14 @@ def test_compare_no_common_seed_and_constant_shift():
 vals = st.floats(-1, 1, allow_nan=False)
 
 
+@settings(deadline=None, max_examples=100)
 @given(st.lists(vals, min_size=2, max_size=12))
 def test_ci_contains_mean(xs):
     s = summarize(xs)
     assert s.ci_low <= s.mean + 1e-12 and s.mean - 1e-12 <= s.ci_high
 
 
+@settings(deadline=None, max_examples=100)
 @given(st.dictionaries(st.integers(0, 20), st.tuples(vals, vals), min_size=3, max_size=10))
 def test_compare_is_antisymmetric(pairs):
     a = {k: v[0] for k, v in pairs.items()}

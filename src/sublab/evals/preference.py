@@ -27,12 +27,12 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from sublab.backends.base import Backend, Chat, SamplingSpec, chat
 from sublab.config import Spec
 from sublab.evals.matching import match_answer
-from sublab.evals.questions import load_candidates, load_questions
+from sublab.evals.questions import bundled_names, is_path, load_candidates, load_questions
 from sublab.progress import progress
 from sublab.store import hash_obj
 
@@ -80,6 +80,21 @@ class PreferenceEvalSpec(Spec):
     chats_per_call: int = Field(
         2048, ge=1, description="Most chats sent to backend.generate in one call."
     )
+
+    @field_validator("questions", "candidates")
+    @classmethod
+    def _known_bundled_set(cls, value: str, info: ValidationInfo) -> str:
+        """A bare name must be a bundled set (paths are checked when the evaluation runs)."""
+        if is_path(value):
+            return value
+        folder = "questions" if info.field_name == "questions" else "categories"
+        known = bundled_names(folder)
+        if value not in known:
+            raise ValueError(
+                f"no bundled {folder} set {value!r} (known: {', '.join(known)}); "
+                "or give the path of a .txt file"
+            )
+        return value
 
 
 class QuestionResult(BaseModel):

@@ -22,9 +22,15 @@ def bundled_names(folder: str) -> list[str]:
     return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".txt"))
 
 
+def is_path(name_or_path: str | Path) -> bool:
+    """True if this names a user file (a Path, a separator or a .txt suffix), not a bundled set."""
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".txt")
+
+
 def _resolve(name_or_path: str | Path, folder: str) -> Path:
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".txt"):
+    if is_path(name_or_path):
         path = Path(text)
         if not path.is_file():
             raise DataError(path, None, "file not found; pass a bundled name or a .txt path")
