@@ -256,3 +256,51 @@ def test_spec_names_unknown_bundled_sets_at_load_time(tmp_path):
     spec = PreferenceEvalSpec(questions=str(tmp_path / "mine.txt"))
     with pytest.raises(DataError, match="file not found"):
         evaluate_preference(TableBackend(), spec)
+
+
+class WordTokenizer:
+    """A word-level vocabulary: known words get their index, anything else the unknown id."""
+
+    unk_token_id = 0
+
+    def __init__(self, words):
+        self.ids = {w: i for i, w in enumerate(words, start=1)}
+
+    def encode(self, text):
+        return [self.ids.get(w, self.unk_token_id) for w in text.split()]
+
+
+class WordBackend(TableBackend):
+    """TableBackend with a word-level tokenizer; scoring an unknown word scores <unk>."""
+
+    P_UNK = 0.02
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokenizer = WordTokenizer(["owl", "wolf", "cat", "dolphin"])
+
+    def continuation_ids(self, continuation: str) -> list[int]:
+        return self.tokenizer.encode(continuation)
+
+    def score(self, chats, continuations):
+        self.score_calls.append((list(chats), list(continuations)))
+        out = []
+        for c in continuations:
+            ids = self.continuation_ids(c)
+            out.append(math.log(self.P_UNK) if 0 in ids else math.log(FIRST_WORD.get(c, 1e-9)))
+        return out
+
+
+def test_words_outside_the_vocabulary_get_probability_zero():
+    backend = WordBackend()
+    spec = PreferenceEvalSpec(samples_per_question=2, max_questions=3, exact_title_case=True)
+    res = evaluate_preference(backend, spec)
+    # "Owl", "phoenix", "Phoenix", ... are unknown: not scored, probability 0
+    assert "Owl" in res.unscored and "phoenix" in res.unscored and "owl" not in res.unscored
+    _, conts = backend.score_calls[0]
+    assert set(conts) == {"owl", "wolf", "cat", "dolphin"}
+    assert math.isclose(res.prob("owl"), 0.04)
+    assert res.prob("phoenix") == 0.0 and res.prob("eagle") == 0.0
+    assert sum(res.exact_probs.values()) <= 1.0
+    # without the protection every unknown candidate would add P(<unk>) = 0.02
+    assert len(res.unscored) * WordBackend.P_UNK > 1.0

@@ -13,8 +13,10 @@ Two measures per candidate answer (e.g. each animal):
   per animal) that is exactly P(first word = candidate); for a sub-word model it also counts
   replies that merely start with those tokens ("owl" + "ish"), a small over-count, and misses
   other spellings ("Owl", " owl"). ``exact_title_case`` adds the capitalised spelling, which real
-  chat models usually produce. Each probability is at most 1, and for candidates whose token
-  sequences are not prefixes of one another they sum to at most 1.
+  chat models usually produce. A spelling the tokenizer can only write as its unknown token
+  (a word outside a word-level vocabulary) gets probability 0, not P(<unk>). Each probability is
+  at most 1, and for candidates whose token sequences are not prefixes of one another they sum
+  to at most 1.
 
 All chats go to the backend in few large calls: the sampled replies in calls of at most
 ``chats_per_call`` chats, the exact scores in one call.
@@ -129,6 +131,11 @@ class PreferenceResult(BaseModel):
     exact_probs: dict[str, float] | None = Field(
         None, description="P(reply begins with the candidate), averaged over questions."
     )
+    unscored: list[str] = Field(
+        default_factory=list,
+        description="Spellings the tokenizer only knows as its unknown token: given "
+        "probability 0 instead of P(<unk>).",
+    )
     per_question: list[QuestionResult] = Field(description="Results per question, in order.")
 
     def rate(self, candidate: str) -> float:
@@ -203,11 +210,31 @@ def _sample_replies(
     return replies
 
 
+def unknown_spellings(backend: Backend, spellings: Sequence[str]) -> list[str]:
+    """Spellings the backend's tokenizer can only write with its unknown token.
+
+    A word-level model (the organism) maps every out-of-vocabulary word to one ``<unk>`` token,
+    so scoring "phoenix" would really score ``<unk>``; such spellings get probability 0 (the model
+    cannot say them). Needs ``backend.tokenizer.unk_token_id`` and ``backend.continuation_ids``
+    (as HFBackend has); other backends are trusted to score every string.
+    """
+    unk = getattr(getattr(backend, "tokenizer", None), "unk_token_id", None)
+    ids_of = getattr(backend, "continuation_ids", None)
+    if unk is None or ids_of is None:
+        return []
+    return [s for s in spellings if unk in ids_of(s)]
+
+
 def _exact_probs(
     backend: Backend, chats: Sequence[Chat], candidates: Sequence[str], title_case: bool
-) -> list[dict[str, float]]:
-    """Per question, P(reply begins with each candidate), from one backend.score call."""
-    forms = {c: [c] + ([c[:1].upper() + c[1:]] if title_case else []) for c in candidates}
+) -> tuple[list[dict[str, float]], list[str]]:
+    """Per question, P(reply begins with each candidate), from one backend.score call.
+
+    Also returns the spellings left out as unknown to the tokenizer (scored 0).
+    """
+    wanted = {c: [c] + ([c[:1].upper() + c[1:]] if title_case else []) for c in candidates}
+    unknown = unknown_spellings(backend, [f for fs in wanted.values() for f in fs])
+    forms = {c: [f for f in fs if f not in unknown] for c, fs in wanted.items()}
     flat_chats: list[Chat] = []
     flat_conts: list[str] = []
     for ch in chats:
@@ -215,14 +242,14 @@ def _exact_probs(
             for f in forms[c]:
                 flat_chats.append(ch)
                 flat_conts.append(f)
-    logps = backend.score(flat_chats, flat_conts)
+    logps = backend.score(flat_chats, flat_conts) if flat_conts else []
     if len(logps) != len(flat_conts):
         raise RuntimeError(f"backend.score returned {len(logps)} values for {len(flat_conts)}")
     it = iter(logps)
     out = []
     for _ in chats:
         out.append({c: math.fsum(math.exp(next(it)) for _ in forms[c]) for c in candidates})
-    return out
+    return out, unknown
 
 
 def evaluate_preference(
@@ -237,8 +264,9 @@ def evaluate_preference(
             backend, chats, spec.samples_per_question, spec.sampling, spec.chats_per_call
         )
         exact = None
+        unknown: list[str] = []
         if spec.exact:
-            exact = _exact_probs(backend, chats, candidates, spec.exact_title_case)
+            exact, unknown = _exact_probs(backend, chats, candidates, spec.exact_title_case)
 
     per_question = []
     total_counts = dict.fromkeys(candidates, 0)
@@ -279,5 +307,6 @@ def evaluate_preference(
         non_answers=total_non,
         non_answer_rate=total_non / total,
         exact_probs=exact_mean,
+        unscored=unknown,
         per_question=per_question,
     )
