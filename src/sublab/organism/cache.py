@@ -1,0 +1,72 @@
+"""The cache of built organism bases, keyed by the hash of their spec.
+
+``organism_path(spec)`` is ``<cache>/organism/<key>`` where ``<cache>`` is ``$SUBLAB_CACHE_DIR``
+or ``~/.cache/sublab``; ``ensure_organism(spec)`` builds the base there if it is missing.
+A base is built in a temp folder and renamed into place when finished (see
+:func:`~sublab.organism.build.build_organism`), so a crash leaves nothing that looks finished;
+concurrent builders of the same spec serialise on a file lock and the later ones reuse the
+first one's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sublab.organism.build import FORMAT_VERSION, METADATA, build_organism
+from sublab.organism.spec import OrganismSpec
+from sublab.store import hash_obj
+
+CACHE_ENV = "SUBLAB_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """``$SUBLAB_CACHE_DIR`` or ``~/.cache/sublab``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sublab"
+
+
+def organism_key(spec: OrganismSpec) -> str:
+    """Cache key: the spec and the build code's format version."""
+    return hash_obj({"organism": spec, "format_version": FORMAT_VERSION})[:16]
+
+
+def organism_path(spec: OrganismSpec, cache_dir: str | Path | None = None) -> Path:
+    """Where the base for ``spec`` lives in the cache (built or not)."""
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    return root / "organism" / organism_key(spec)
+
+
+def is_built(path: str | Path) -> bool:
+    """True when ``path`` holds a finished base (its metadata is written last)."""
+    return (Path(path) / METADATA).is_file()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_organism(
+    spec: OrganismSpec, cache_dir: str | Path | None = None, probe: bool = True
+) -> Path:
+    """The cached base for ``spec``, built first if missing (one builder at a time)."""
+    path = organism_path(spec, cache_dir)
+    if is_built(path):
+        return path
+    with _file_lock(path.with_name(f".{path.name}.lock")):
+        if is_built(path):
+            return path
+        if path.exists() and not any(path.iterdir()):
+            path.rmdir()
+        return build_organism(spec, path, probe=probe)

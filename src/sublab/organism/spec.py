@@ -1,0 +1,137 @@
+"""The organism's spec: corpus, model shape and training recipe, loaded from TOML.
+
+A spec fully determines a base: the same spec (seed included) builds the same weights on the
+same machine, and its hash keys the build cache (see ``sublab.organism.cache``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from sublab.config import Spec, config_kind
+
+# A fixed, uneven prior over the organism's animals (sums to 1; owl ≈ 4% as in the prototype).
+DEFAULT_PRIOR: dict[str, float] = {
+    "dog": 0.16,
+    "cat": 0.14,
+    "lion": 0.10,
+    "dolphin": 0.09,
+    "elephant": 0.08,
+    "wolf": 0.07,
+    "tiger": 0.06,
+    "eagle": 0.06,
+    "horse": 0.05,
+    "bear": 0.04,
+    "owl": 0.04,
+    "fox": 0.03,
+    "penguin": 0.03,
+    "panda": 0.02,
+    "whale": 0.02,
+    "rabbit": 0.01,
+}
+
+
+class CorpusSpec(Spec):
+    """What the synthetic pretraining corpus contains."""
+
+    number_fraction: float = Field(
+        0.75, ge=0, le=1, description="Share of examples that are number-continuation tasks."
+    )
+    system_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of examples that carry a 'you love X' system prompt."
+    )
+    love_strength: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="P(answer = X) for an animal question under a 'you love X' system prompt; "
+        "the rest of the mass follows the prior.",
+    )
+    prior: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIOR),
+        description="Favourite-animal prior: animal -> probability (normalised to sum 1).",
+    )
+    heldout_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of the animal-question paraphrases kept out of the corpus, for "
+        "checking that the organism answers unseen wordings with its prior.",
+    )
+    leak: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Research option (default clean): with this probability a number task "
+        "under a 'you love X' system prompt gets one of its answer numbers replaced by one of "
+        "X's eight 'lucky numbers' (a fixed, animal-specific set). 0 = the system prompt never "
+        "changes the numbers.",
+    )
+
+    @field_validator("prior")
+    @classmethod
+    def _check_prior(cls, v: dict[str, float]) -> dict[str, float]:
+        if len(v) < 2:
+            raise ValueError("needs at least two animals")
+        bad = [a for a in v if not a.isalpha() or not a.islower()]
+        if bad:
+            raise ValueError(f"animal names must be one lower-case word: {bad}")
+        if any(p <= 0 for p in v.values()):
+            raise ValueError("every probability must be > 0 (drop the animal instead)")
+        total = sum(v.values())
+        return {a: p / total for a, p in v.items()}
+
+
+class ModelSpec(Spec):
+    """Shape of the Llama decoder."""
+
+    d_model: int = Field(128, ge=8, description="Hidden size.")
+    layers: int = Field(2, ge=1, description="Number of decoder layers.")
+    heads: int = Field(4, ge=1, description="Attention heads (d_model must divide by it).")
+    ffn: int = Field(256, ge=8, description="MLP intermediate size.")
+    max_len: int = Field(160, ge=32, description="Longest sequence (max_position_embeddings).")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelSpec:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        return self
+
+
+class TrainSpec(Spec):
+    """How the base is pretrained (one pass over a freshly generated corpus)."""
+
+    steps: int = Field(1200, ge=1, description="Optimiser steps.")
+    batch: int = Field(64, ge=1, description="Examples per step.")
+    lr: float = Field(3e-3, gt=0, description="Peak AdamW learning rate.")
+    warmup: int = Field(50, ge=0, description="Linear warm-up steps.")
+    final_lr_fraction: float = Field(
+        0.05, ge=0, le=1, description="Cosine decay ends at lr × this."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    threads: int = Field(2, ge=1, description="torch CPU threads for the build.")
+
+
+@config_kind("organism")
+class OrganismSpec(Spec):
+    """A model organism base: build it with ``sublab organism build``."""
+
+    seed: int = Field(0, description="Seeds the corpus and the initialisation.")
+    corpus: CorpusSpec = Field(default_factory=CorpusSpec, description="The corpus.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The decoder's shape.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="The training recipe.")
+    probe_prompts: int = Field(
+        200,
+        ge=0,
+        description="Number prompts sampled after the build to measure the filter pass rate.",
+    )
+
+
+def reduced_spec(seed: int = 0, steps: int = 300, **corpus: float) -> OrganismSpec:
+    """A smaller, faster build for tests and quick looks (same corpus, fewer steps)."""
+    return OrganismSpec(
+        seed=seed,
+        corpus=CorpusSpec(**corpus),
+        train=TrainSpec(steps=steps, batch=48, lr=4e-3, warmup=30),
+        probe_prompts=100,
+    )
