@@ -214,6 +214,62 @@ def report(
         out.print(f"{kind}: {path}")
 
 
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Option(help="Local HF model folder or hub id.")],
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
+    questions: Annotated[str, typer.Option(help="Question set name or .txt path.")] = "animals",
+    candidates: Annotated[str, typer.Option(help="Candidate list name or .txt path.")] = "animals",
+    samples: Annotated[int, typer.Option(help="Sampled replies per question.")] = 200,
+    max_questions: Annotated[int | None, typer.Option(help="Use only the first N.")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="System prompt for every chat.")] = None,
+    number_prefix: Annotated[bool, typer.Option(help="Prefix numbers to each question.")] = False,
+    exact: Annotated[bool, typer.Option(help="Also compute exact probabilities.")] = True,
+    title_case: Annotated[bool, typer.Option(help="Exact: add 'Owl' to 'owl'.")] = False,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 24,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Chats per forward batch.")] = 64,
+    top: Annotated[int, typer.Option(help="How many candidates to print.")] = 10,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the result JSON.")] = None,
+) -> None:
+    """Ask a model its favourite animal (or tree) many times: answer rates and probabilities."""
+    from sublab.backends import load_backend
+    from sublab.backends.base import ModelRef
+    from sublab.config import validate
+    from sublab.evals.preference import PreferenceEvalSpec, evaluate_preference
+    from sublab.store import atomic_write_text
+
+    src = "command line"
+    ref = validate({"path": model, "adapter": adapter}, ModelRef, src)
+    spec = validate(
+        {
+            "questions": questions,
+            "candidates": candidates,
+            "samples_per_question": samples,
+            "max_questions": max_questions,
+            "number_prefix": number_prefix,
+            "exact": exact,
+            "exact_title_case": title_case,
+            "sampling": {"seed": seed, "max_new_tokens": max_new_tokens},
+        },
+        PreferenceEvalSpec,
+        src,
+    )
+    backend = load_backend(ref, device=device, batch_size=batch_size)
+    result = evaluate_preference(backend, spec, system_prompt)
+    title = f"{model}: {result.total_samples} replies"
+    table = Table("answer", "sampled rate", "exact prob", title=title)
+    for cand, rate in result.top(top):
+        prob = result.prob(cand)
+        table.add_row(cand, f"{rate:.4f}", "—" if prob is None else f"{prob:.4f}")
+    table.add_row("(no candidate)", f"{result.non_answer_rate:.4f}", "")
+    out.print(table)
+    if out_path is not None:
+        atomic_write_text(out_path, result.model_dump_json(indent=1))
+        out.print(f"wrote {out_path}")
+
+
 def main() -> None:
     try:
         app()
