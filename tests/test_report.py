@@ -173,3 +173,26 @@ def test_failed_render_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         render_report(bad, tmp_path / "r")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_lead_is_the_targets_own_teacher(tmp_path):
+    cross_trait = [
+        ResultRow(
+            condition="student-hard",
+            target="owl",
+            teacher="a-bear-ft",
+            seed=s,
+            metric="exact_prob",
+            value=CONTROL[s] + 0.001 * (s - 2),
+        )
+        for s in range(6)
+    ]
+    d = data(cross_trait + rows())
+    table = [r for r in analyse(d) if r.condition == "student-hard"]
+    assert [r.teacher for r in table] == ["owl-ft", "a-bear-ft"]
+    md = render_report(d, tmp_path)["md"].read_text()
+    lead = md.splitlines()[2]
+    assert lead.startswith("**student-hard (owl-ft), exact_prob of owl:")
+    assert "student-hard (a-bear-ft), exact_prob of owl" in md
+    # the chart tells the two teachers apart (hatching + legend), and still decodes
+    assert mpimg.imread(tmp_path / "fig_exact_prob.png").size > 0

@@ -128,6 +128,13 @@ def _condition_rank(condition: str) -> tuple[int, str]:
     return (len(CONDITION_ORDER), condition)
 
 
+def _teacher_rank(target: str, teacher: str | None) -> tuple[int, str]:
+    """The teacher of the target's own trait (its label names the target) first."""
+    if teacher is None:
+        return (0, "")
+    return (0 if target.lower() in teacher.lower() else 1, teacher)
+
+
 def _controls_for(condition: str) -> list[str]:
     if condition in MATCHED_CONTROLS:
         return MATCHED_CONTROLS[condition]
@@ -167,7 +174,12 @@ def analyse(data: ReportData) -> list[TableRow]:
     target_rank = {t: i for i, t in enumerate(dict.fromkeys(r.target for r in data.results))}
     keys = sorted(
         per_seed,
-        key=lambda k: (metric_rank[k[0]], target_rank[k[1]], _condition_rank(k[2]), k[3] or ""),
+        key=lambda k: (
+            metric_rank[k[0]],
+            target_rank[k[1]],
+            _condition_rank(k[2]),
+            _teacher_rank(k[1], k[3]),
+        ),
     )
     rows = []
     for metric, target, condition, teacher in keys:
@@ -207,7 +219,7 @@ def fmt(x: float | None) -> str:
         return "0"
     if 0.01 <= abs(x) < 1000:
         return f"{x:.3f}"
-    if 0.001 <= abs(x) < 0.01:
+    if 0.0001 <= abs(x) < 0.01:
         return f"{x:.4f}"
     return f"{x:.2e}"
 
@@ -255,7 +267,11 @@ def sentence(row: TableRow) -> str:
 
 
 def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
-    """Headline sentences: every student condition against its control on the first metric."""
+    """Headline sentences: every student condition against its control on the first metric.
+
+    The first one leads the report: the first target's first student condition, with the
+    target's own teacher (its label names the target) ahead of other teachers.
+    """
     metrics = metrics_of(data)
     if not metrics:
         return ["No results yet."]
