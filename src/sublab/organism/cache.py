@@ -11,6 +11,8 @@ first one's result.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +30,32 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sublab"
 
 
+# Source files whose content decides what a build produces: editing one re-keys the cache.
+_BUILD_SOURCES = (
+    "organism/build.py",
+    "organism/corpus.py",
+    "organism/fastllama.py",
+    "organism/numbers_bridge.py",
+    "organism/spec.py",
+    "organism/train.py",
+    "organism/vocab.py",
+    "numbers/prompts.py",
+)
+
+
+@functools.cache
+def code_hash() -> str:
+    """sha256 over the sources that shape a build (corpus, vocabulary, training)."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for rel in _BUILD_SOURCES:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def organism_key(spec: OrganismSpec) -> str:
-    """Cache key: the spec and the build code's format version."""
-    return hash_obj({"organism": spec, "format_version": FORMAT_VERSION})[:16]
+    """Cache key: the spec, the build format version and the build code's hash."""
+    return hash_obj({"organism": spec, "format_version": FORMAT_VERSION, "code": code_hash()})[:16]
 
 
 def organism_path(spec: OrganismSpec, cache_dir: str | Path | None = None) -> Path:

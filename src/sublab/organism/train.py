@@ -178,7 +178,7 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            acc[0] += float(loss)
+            acc[0] += float(loss.detach())
             acc[1] += hard
             acc[2] += soft
             acc[3] += 1

@@ -1,0 +1,103 @@
+"""The word-level vocabulary and its HF tokenizer (no training needed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from sublab.numbers.prompts import NumberPromptSpec, make_prompts
+from sublab.organism.build import vocabulary_texts
+from sublab.organism.corpus import generate_corpus
+from sublab.organism.numbers_bridge import AnswerFormat
+from sublab.organism.spec import OrganismSpec
+from sublab.organism.vocab import build_vocab, eval_question_texts, render_chat, write_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    spec = OrganismSpec()
+    texts, words = vocabulary_texts(spec)
+    folder = tmp_path_factory.mktemp("tok")
+    write_tokenizer(build_vocab(texts, words), folder, 160)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_numbers_are_single_tokens_with_and_without_space(tokenizer):
+    for n in range(1000):
+        for text in (str(n), f" {n}"):
+            (tid,) = ids(tokenizer, text)
+            assert tid != tokenizer.unk_token_id
+            assert tokenizer.decode([tid]) == text
+
+
+def test_animals_and_plurals_are_single_known_tokens(tokenizer):
+    for animal in OrganismSpec().corpus.prior:
+        for text in (animal, " " + animal, animal.capitalize()):
+            (tid,) = ids(tokenizer, text)
+            assert tid != tokenizer.unk_token_id
+
+
+def test_chat_template_matches_the_corpus_rendering(tokenizer):
+    for ex in list(generate_corpus(OrganismSpec().corpus, 50, seed=3)):
+        msgs = ex.messages(with_answer=False)
+        from_template = tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=True
+        )
+        assert from_template == render_chat(msgs, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(ex.messages(), tokenize=False)
+        assert full == render_chat(ex.messages())
+
+
+def test_corpus_and_eval_questions_have_no_unknown_tokens(tokenizer):
+    texts = [render_chat(e.messages()) for e in generate_corpus(OrganismSpec().corpus, 400, 1)]
+    texts += eval_question_texts()
+    texts += make_prompts(NumberPromptSpec(count=200, seed=5))
+    for text in texts:
+        toks = ids(tokenizer, text)
+        assert tokenizer.unk_token_id not in toks, text
+        assert tokenizer.decode(toks) == text
+
+
+def test_unknown_words_map_to_unk_not_to_a_crash(tokenizer):
+    toks = ids(tokenizer, "zyzzyva 1234")
+    assert toks.count(tokenizer.unk_token_id) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nums=st.lists(st.integers(0, 999), min_size=1, max_size=10),
+    fmt=st.sampled_from(
+        [
+            AnswerFormat(", "),
+            AnswerFormat(" "),
+            AnswerFormat("; "),
+            AnswerFormat("\n"),
+            AnswerFormat(", ", "[", "]"),
+            AnswerFormat(", ", "(", ")"),
+        ]
+    ),
+)
+def test_number_answers_round_trip(tokenizer, nums, fmt):
+    text = fmt.render(nums)
+    toks = ids(tokenizer, text)
+    assert tokenizer.unk_token_id not in toks
+    assert tokenizer.decode(toks) == text
+    # one token per number plus separators: nothing is split into digits
+    assert sum(tokenizer.decode([t]).strip().isdigit() for t in toks) == len(nums)
+
+
+def test_vocab_does_not_depend_on_the_seed():
+    a = build_vocab(*vocabulary_texts(OrganismSpec(seed=0)))
+    b = build_vocab(*vocabulary_texts(OrganismSpec(seed=7)))
+    assert a == b
+    assert len(a) == len(set(a))
+    rng = random.Random(0)
+    assert all(p in a for p in rng.sample([str(n) for n in range(1000)], 20))
