@@ -121,6 +121,7 @@ def test_html_is_self_contained_with_figures_and_tables(tmp_path):
     assert f"{hard.summary.ci_low:.3f}" in page
     assert f"+{hard.comparison.diff_mean:.3f}" in page
     assert "p &lt; 0.001" in page and "6/6 up" in page
+    assert page.count('<tr class="up">') == 1  # student-hard only; the rest are not clear
     # escaping: title and config are text, not markup
     assert "Owl &lt;teacher&gt; &amp; friends" in page
     assert "name = &quot;a&lt;b&gt;&quot;" in page
@@ -165,10 +166,25 @@ def test_empty_results_still_render(tmp_path):
     assert set(out) == {"html", "md", "json"}
 
 
+def test_non_finite_values_are_rejected():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="value"):
+        ResultRow(condition="base", target="owl", seed=9, metric="m", value=float("nan"))
+
+
 def test_failed_render_leaves_nothing(tmp_path):
     bad = data(rows())
+    # data that skipped validation (a corrupted record): rendering fails before writing
     bad.results.append(
-        ResultRow(condition="base", target="owl", seed=9, metric="exact_prob", value=float("nan"))
+        ResultRow.model_construct(
+            condition="base",
+            target="owl",
+            teacher=None,
+            seed=9,
+            metric="exact_prob",
+            value=float("nan"),
+        )
     )
     with pytest.raises(ValueError, match="non-finite"):
         render_report(bad, tmp_path / "r")

@@ -63,7 +63,7 @@ class ResultRow(BaseModel):
     )
     seed: int = Field(description="The statistical unit: base seed (or training seed for APIs).")
     metric: str = Field(description="Metric name, e.g. 'sampled_rate' or 'exact_prob'.")
-    value: float = Field(description="The measured value.")
+    value: float = Field(description="The measured value (finite).", allow_inf_nan=False)
 
 
 class TeacherStrength(BaseModel):
@@ -387,6 +387,14 @@ _COLUMNS = [
 ]
 
 
+def _mark(r: TableRow) -> str:
+    """CSS class of a results row: 'up'/'down' for a clear (p < 0.05) difference."""
+    c = r.comparison
+    if c is None or c.p_value is None or c.p_value >= 0.05:
+        return ""
+    return "up" if c.diff_mean > 0 else "down"
+
+
 def _cells(r: TableRow) -> list[str]:
     c = r.comparison
     return [
@@ -425,10 +433,17 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], marks: Sequence[str] = ()
+) -> str:
+    """An HTML table; ``marks`` gives each row a CSS class ('' for none)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    classes = list(marks) + [""] * (len(rows) - len(marks))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+        (f'<tr class="{cls}">' if cls else "<tr>")
+        + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+        + "</tr>"
+        for row, cls in zip(rows, classes, strict=True)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -483,6 +498,7 @@ h1{font-size:1.7rem;margin-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px s
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e3e3e3;padding:.3rem .6rem;text-align:left}
 th{background:#f3f3f3}tr:hover td{background:#fafafa}
+tr.up td{background:#eaf7ea}tr.down td{background:#fbeaea}
 img{max-width:100%;border:1px solid #eee;background:#fff}
 pre{background:#f5f5f5;padding:.8rem;overflow-x:auto;font-size:.85rem}
 details{margin:.6rem 0}summary{cursor:pointer;color:#3b6fd8}
@@ -506,7 +522,13 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
         body += [
             f"<h2>{e(metric)}</h2>",
             f'<img alt="{e(metric)} by condition" src="data:image/png;base64,{b64}">',
-            _html_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]),
+            _html_table(
+                _COLUMNS,
+                [_cells(r) for r in rows if r.metric == metric],
+                [_mark(r) for r in rows if r.metric == metric],
+            ),
+            '<p class="meta">Highlighted: a clear difference from the matched control '
+            "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
     if data.teacher_strengths:
         body += ["<h2>Teacher strength</h2>"]
