@@ -31,6 +31,7 @@ CONFIG_KINDS: dict[str, type[Spec]] = {}
 BUILTIN_KIND_MODULES: list[str] = [
     "sublab.pipeline",
     "sublab.experiment.run",
+    "sublab.organism.spec",
 ]
 
 
