@@ -270,6 +270,48 @@ def eval_(
         out.print(f"wrote {out_path}")
 
 
+@app.command("finetune")
+def finetune_(
+    base: Annotated[Path, typer.Argument(help="Base model folder (HF format).")],
+    rows: Annotated[Path, typer.Argument(help="JSONL of {prompt, completion} rows.")],
+    out_dir: Annotated[Path, typer.Argument(help="New folder for the trained model.")],
+    recipe: Annotated[
+        Path | None, typer.Option(help="Student recipe TOML (StudentRecipe fields).")
+    ] = None,
+    teacher: Annotated[Path | None, typer.Option(help="Teacher folder (soft labels).")] = None,
+) -> None:
+    """Fine-tune a student on rows (hard or soft labels, full or LoRA); see train.json."""
+    from sublab.train.data import read_rows
+    from sublab.train.loop import finetune
+    from sublab.train.recipe import StudentRecipe
+
+    spec = load_config(recipe, expect=StudentRecipe) if recipe else StudentRecipe()
+    assert isinstance(spec, StudentRecipe)
+    res = finetune(base, read_rows(rows), spec, out_dir, teacher=teacher)
+    out.print(
+        f"trained {res.rows_used}/{res.rows_given} rows, {res.steps} steps, loss "
+        f"{res.losses[0]:.4f} → {res.losses[-1]:.4f}, {res.tokens_per_s:.0f} tokens/s → {res.path}"
+    )
+
+
+@app.command()
+def strength(
+    teacher: Annotated[Path, typer.Argument(help="Teacher model folder.")],
+    base: Annotated[Path, typer.Argument(help="The teacher's base model folder.")],
+    rows: Annotated[Path, typer.Argument(help="JSONL of number rows {prompt, completion}.")],
+    system_prompt: Annotated[
+        bool, typer.Option(help="Put each row's system_prompt in the chat.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Teacher strength: mean per-token KL(teacher ‖ base) on the rows' completions."""
+    from sublab.train.data import read_rows
+    from sublab.train.strength import number_kl
+
+    kl = number_kl(teacher, base, read_rows(rows), use_system_prompt=system_prompt, device=device)
+    out.print(f"number KL(teacher ‖ base): {kl:.6f} nats/token")
+
+
 organism_app = typer.Typer(no_args_is_help=True, help="The tiny model organism: build and probe.")
 app.add_typer(organism_app, name="organism")
 OrgConfig = Annotated[
@@ -330,6 +372,47 @@ def organism_probe(
     spec = OrganismSpec.model_validate(read_metadata(model)["spec"])
     backend = HFBackend(ModelRef(path=str(model)), device="cpu", dtype="float32")
     out.print(figures_table(probe_organism(backend, spec), title=str(model)))
+
+
+MnistConfig = Annotated[
+    Path | None,
+    typer.Argument(help="A kind = \"mnist\" TOML config; the paper's recipe on 8×8 digits if unset."),
+]
+MnistModels = Annotated[
+    int | None, typer.Option("--models", help="Override: models per condition.")
+]
+
+
+@app.command("mnist")
+def mnist_(
+    config: MnistConfig = None,
+    models: MnistModels = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+) -> None:
+    """Auxiliary-logit experiment (paper §6.2): six conditions, table + bar chart in a run dir."""
+    from sublab.mnist.experiment import format_table, load_mnist_spec, run_figure
+
+    spec, text = load_mnist_spec(config, models=models)
+    result = run_figure(spec, runs_dir=runs_dir, config_text=text)
+    out.print(format_table(result.summaries), markup=False)
+    cached = " (cached)" if result.artifact.cached else ""
+    out.print(f"table: {result.table_path}{cached}\nchart: {result.figure_path}")
+
+
+@app.command("mnist-theorem")
+def mnist_theorem(
+    config: MnistConfig = None,
+    draws: Annotated[int | None, typer.Option("--draws", help="Override: draws.")] = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+) -> None:
+    """One-step check of Theorem 1: cosine of teacher and imitation updates over many draws."""
+    from sublab.mnist.experiment import load_mnist_spec
+    from sublab.mnist.theorem import format_theorem_table, run_theorem
+
+    spec, text = load_mnist_spec(config, draws=draws)
+    result = run_theorem(spec, runs_dir=runs_dir, config_text=text)
+    out.print(format_theorem_table(result.summaries, result.positive), markup=False)
+    out.print(f"table: {result.artifact.file('theorem.md')}")
 
 
 def main() -> None:

@@ -15,37 +15,57 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from sublab.errors import SublabError
+from sublab.errors import DataError, SublabError
+from sublab.jsonl import read_jsonl
 
 IGNORE = -100
 
 
-def check_rows(rows: Sequence[dict[str, Any]], what: str = "rows") -> None:
-    """Raise SublabError naming the first bad row (index and field) and the fix."""
+def row_problem(row: Any) -> str | None:
+    """What is wrong with one row (``"<field>: <problem>"``), or None if it is usable."""
+    if not isinstance(row, dict):
+        return f": expected a dict with 'prompt' and 'completion', got {type(row).__name__}"
+    for field in ("prompt", "completion"):
+        if field not in row:
+            keys = ", ".join(sorted(row)) or "none"
+            return (
+                f": missing {field!r}; every row needs 'prompt' and 'completion' "
+                f"(keys present: {keys})"
+            )
+        if not isinstance(row[field], str):
+            return f".{field}: must be a string, got {type(row[field]).__name__}"
+    sp = row.get("system_prompt")
+    if sp is not None and not isinstance(sp, str):
+        return f".system_prompt: must be a string or absent, got {type(sp).__name__}"
+    return None
+
+
+def check_rows(rows: Sequence[Any], what: str = "rows") -> None:
+    """Raise SublabError naming the first bad row (``rows[i].field``) and the fix."""
     if len(rows) == 0:
         raise SublabError(f"{what}: no rows given; pass at least one {{prompt, completion}} row")
     for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise SublabError(f"{what}[{i}]: expected a dict, got {type(row).__name__}")
-        for field in ("prompt", "completion"):
-            if field not in row:
-                raise SublabError(
-                    f"{what}[{i}]: missing {field!r}; every row needs 'prompt' and 'completion' "
-                    f"(keys present: {', '.join(sorted(row)) or 'none'})"
-                )
-            if not isinstance(row[field], str):
-                raise SublabError(
-                    f"{what}[{i}].{field}: must be a string, got {type(row[field]).__name__}"
-                )
-        sp = row.get("system_prompt")
-        if sp is not None and not isinstance(sp, str):
-            raise SublabError(
-                f"{what}[{i}].system_prompt: must be a string or absent, got {type(sp).__name__}"
-            )
+        problem = row_problem(row)
+        if problem is not None:
+            raise SublabError(f"{what}[{i}]{problem}")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Training rows from a JSONL file; a bad row raises DataError naming its line and field."""
+    rows = []
+    for line, row in read_jsonl(path):
+        problem = row_problem(row)
+        if problem is not None:
+            raise DataError(path, line, f"row{problem}")
+        rows.append(row)
+    if not rows:
+        raise DataError(path, None, "no rows; expected JSON lines of {prompt, completion}")
+    return rows
 
 
 def prompt_messages(row: dict[str, Any], use_system_prompt: bool = True) -> list[dict[str, str]]:
