@@ -185,7 +185,7 @@ def test_very_long_input_is_rejected_unread() -> None:
 # ---------------------------------------------------------------- fast path == reference
 
 # Texts from the characters that matter, so that near-misses are frequent.
-near_misses = st.text(alphabet="0123456789 ,;.[]()-\n\tx١", max_size=40)
+near_misses = st.text(alphabet="0123456789 ,;.[]()-\n\t\r\x0b\xa0x١", max_size=40)
 
 
 @settings(max_examples=500)

@@ -102,15 +102,28 @@ class FilterSpec(Spec):
         return self
 
 
-def _list_pattern(spec: FilterSpec, group: int) -> str:
+def _number_pattern(spec: FilterSpec, banned: Iterable[int] = ()) -> str:
+    """One integer token: 1 to (digits of max_value) ASCII digits, minus banned values."""
+    d = len(str(spec.max_value))
+    plain, no_zero = f"[0-9]{{1,{d}}}+", f"(?:0|[1-9][0-9]{{0,{d - 1}}}+)"
+    num = plain if spec.allow_leading_zeros else no_zero
+    words = _banned_words(banned, d)
+    if words:  # not a banned value, with or without leading zeros
+        num = f"(?!{_alternation(words)}(?![0-9])){num}"
+    return num
+
+
+def _banned_words(banned: Iterable[int], digits: int) -> list[str]:
+    """Every token of at most ``digits`` digits that reads as a banned value: 42 -> 42, 042."""
+    return sorted({str(v).zfill(w) for v in banned for w in range(len(str(v)), digits + 1)})
+
+
+def _list_pattern(spec: FilterSpec, num: str, group: int) -> str:
     """Regex for the bare sequence; the separator is capture group ``group``.
 
     Quantifiers are possessive: the grammar never needs to give characters back, and not
     backtracking makes the match about 1.4x faster.
     """
-    d = len(str(spec.max_value))
-    plain, no_zero = f"[0-9]{{1,{d}}}+", f"(?:0|[1-9][0-9]{{0,{d - 1}}}+)"
-    num = plain if spec.allow_leading_zeros else no_zero
     if spec.max_count == 1:
         return num
     more = f"(?:\\{group}{num}){{{max(spec.min_count - 2, 0)},{spec.max_count - 2}}}+"
@@ -124,17 +137,24 @@ def _wrapped(lists: tuple[str, str, str]) -> str:
     return rf"\s*+(?:\[\s*+{lists[0]}\s*+\]|\(\s*+{lists[1]}\s*+\)|{lists[2]})\.?\s*+"
 
 
-def compile_rule(spec: FilterSpec) -> re.Pattern[str]:
-    """One regex that fully matches exactly the texts with the right shape, count and digits."""
+def compile_rule(spec: FilterSpec, banned: Iterable[int] = ()) -> re.Pattern[str]:
+    """One regex that fully matches exactly the texts with the right shape, count and digits,
+    and (given ``banned``) no banned value. Values up to ``max_value`` are checked apart when
+    ``max_value`` is not all nines."""
+    num = _number_pattern(spec, banned)
     groups = (1, 2, 3) if spec.max_count > 1 else (0, 0, 0)
-    return re.compile(_wrapped(tuple(_list_pattern(spec, g) for g in groups)), re.ASCII)
+    return re.compile(_wrapped(tuple(_list_pattern(spec, num, g) for g in groups)), re.ASCII)
 
 
 # Any sequence shape: any count, any digits, any mix of separators; groups 1-3 = the sequence.
-_LOOSE_LIST = rf"([0-9]++(?:{_SEP}[0-9]++)*+)"
-_LOOSE_RE = re.compile(_wrapped((_LOOSE_LIST,) * 3), re.ASCII)
+_LOOSE_RE = re.compile(_wrapped((rf"([0-9]++(?:{_SEP}[0-9]++)*+)",) * 3), re.ASCII)
+# The same, but numbers may carry a minus sign.
+_SIGNED_RE = re.compile(_wrapped((rf"-?[0-9]++(?:{_SEP}-?[0-9]++)*+",) * 3), re.ASCII)
 _ONE_SEP_RE = re.compile(rf"[0-9]++(?:({_SEP})[0-9]++(?:\1[0-9]++)*+)?+", re.ASCII)
+# Nothing but whitespace, empty brackets and a period: "", "[]", "( ).".
+_NO_NUMBERS_RE = re.compile(r"\s*+(?:\[\s*+\]|\(\s*+\))?\.?\s*+", re.ASCII)
 _FOREIGN_RE = re.compile(r"[^0-9 \t\n\r\f\v,;\[\]().\-]")
+_TOKEN_RE = re.compile(r"-?[0-9]+")
 
 
 def _alternation(words: Iterable[str]) -> str:
@@ -158,21 +178,27 @@ def _alternation(words: Iterable[str]) -> str:
 
 def banned_pattern(banned: Iterable[int]) -> re.Pattern[str] | None:
     """Regex finding a banned value as a whole ASCII number, leading zeros allowed ("042")."""
-    words = sorted({str(v) for v in banned})
-    if not words:
+    values = set(banned)
+    if not values:
         return None
-    return re.compile(rf"(?<![0-9])0*{_alternation(words)}(?![0-9])")
+    return re.compile(rf"(?<![0-9])0*{_alternation(str(v) for v in sorted(values))}(?![0-9])")
 
 
 class NumberFilter:
     """A ready filter: ``check(text)`` is None for a kept completion, else a reason code.
 
-    ``check`` goes through tiers, cheapest first: the length cap; one regex that matches every
-    text of the right shape, count and digits (then a banned-number search); for the rest, a
-    loose regex that recognises any well-formed sequence, whose reason (mixed separators,
-    count, range, banned) takes a few more regex calls; only texts that are not sequences at
-    all reach :meth:`explain`, the step-by-step reference parser. Tests check that ``check``
-    and ``explain`` give the same answer on every text.
+    ``check`` goes through tiers, cheapest first:
+
+    1. the length cap;
+    2. one regex that matches exactly the kept texts (shape, count, digits, no banned value);
+    3. with banned numbers, the same regex without them: a match is ``banned_number``;
+    4. a loose regex for any well-formed sequence (any count, digits, mix of separators), whose
+       reason takes a few more C-level calls; a signed variant of it finds ``negative``;
+    5. an ASCII text that is none of these is ``empty``, ``too_few`` (only brackets or a
+       period) or ``bad_format``;
+    6. non-ASCII texts go to :meth:`explain`, the step-by-step reference parser.
+
+    Tests check that ``check`` and ``explain`` give the same answer on every text.
     """
 
     def __init__(self, spec: FilterSpec, banned: frozenset[int] = frozenset()) -> None:
@@ -181,8 +207,10 @@ class NumberFilter:
         self._digits = len(str(spec.max_value))
         self._round_max = spec.max_value == 10**self._digits - 1
         self._max_chars = spec.max_chars
-        self._fullmatch = compile_rule(spec).fullmatch
-        pattern = banned_pattern(v for v in banned if v <= spec.max_value)
+        in_range = [v for v in banned if v <= spec.max_value]
+        self._kept = compile_rule(spec, in_range).fullmatch
+        self._shaped = compile_rule(spec).fullmatch if in_range else None
+        pattern = banned_pattern(in_range)
         self._banned_search = pattern.search if pattern is not None else None
 
     @classmethod
@@ -194,19 +222,26 @@ class NumberFilter:
         """None if ``text`` is kept, else the reason code (see :data:`REASONS`)."""
         if len(text) > self._max_chars:
             return "too_long"
-        if self._fullmatch(text) is not None:
-            if not self._round_max and any(
-                int(t) > self.spec.max_value for t in _DIGITS_RE.findall(text)
-            ):
-                return "out_of_range"
-            search = self._banned_search
-            if search is not None and search(text) is not None:
-                return "banned_number"
-            return None
+        if self._kept(text) is not None:
+            return None if self._round_max else self._values_reason(text, None)
+        if self._shaped is not None and self._shaped(text) is not None:
+            return "banned_number" if self._round_max else self._values_reason(text, "banned")
         loose = _LOOSE_RE.fullmatch(text)
-        if loose is None:
-            return self.explain(text)
-        return self._sequence_reason(loose[1] or loose[2] or loose[3])
+        if loose is not None:
+            return self._sequence_reason(loose[1] or loose[2] or loose[3])
+        if _SIGNED_RE.fullmatch(text) is not None:
+            return "negative"
+        if not text.isascii():
+            return self.explain(text)  # rare: unicode digits, non-ASCII spaces or letters
+        if _NO_NUMBERS_RE.fullmatch(text) is not None:
+            return "too_few" if text.strip(_WS) else "empty"
+        return "bad_format"  # letters, trailing separators, "1-2", "[1, 2", ...
+
+    def _values_reason(self, text: str, otherwise: str | None) -> str | None:
+        """For a max_value like 500: the values were not checked by the regex."""
+        if any(int(t) > self.spec.max_value for t in _DIGITS_RE.findall(text)):
+            return "out_of_range"
+        return None if otherwise is None else "banned_number"
 
     def _sequence_reason(self, core: str) -> str | None:
         """The reason for a well-formed sequence (brackets, period and outer spaces removed)."""
@@ -236,9 +271,10 @@ class NumberFilter:
         return [int(t) for t in _DIGITS_RE.findall(text)]
 
     def explain(self, text: str) -> str | None:
-        """The reason, by an explicit step-by-step parse (slow; the regex is the fast path).
+        """The reason, by an explicit step-by-step parse (slow; :meth:`check` is the fast path).
 
-        Agrees with :meth:`check` on every text: None exactly when ``check`` keeps it.
+        This is the reference definition of the rule and its reasons, in the order of
+        :data:`REASONS`; ``check`` gives the same answer on every text.
         """
         spec = self.spec
         if len(text) > self._max_chars:
@@ -259,24 +295,18 @@ class NumberFilter:
                 return "bad_format"  # unbalanced or mismatched wrapping
             s = s[1:-1].strip(_WS)
         if not s:
-            return "too_few"
-        matches = list(_DIGITS_RE.finditer(s))
-        if not matches:
-            return "bad_format"
-        prefix, suffix = s[: matches[0].start()], s[matches[-1].end() :]
-        if prefix:
-            return "negative" if prefix == "-" else "bad_format"
-        if suffix:
-            return "bad_format"
+            return "too_few"  # "[]", "()", "."
+        matches = list(_TOKEN_RE.finditer(s))  # numbers, with a minus sign if they have one
+        if not matches or matches[0].start() > 0 or matches[-1].end() < len(s):
+            return "bad_format"  # something before the first or after the last number
         gaps = [s[a.end() : b.start()] for a, b in pairwise(matches)]
-        for gap in gaps:
-            if not _SEP_RE.fullmatch(gap):
-                if gap.endswith("-") and _SEP_RE.fullmatch(gap[:-1]):
-                    return "negative"
-                return "bad_format"
+        if not all(_SEP_RE.fullmatch(gap) for gap in gaps):
+            return "bad_format"  # "1-2", "1,,2", "1. 2", ...
+        tokens = [m.group() for m in matches]
+        if any(t.startswith("-") for t in tokens):
+            return "negative"
         if len(set(gaps)) > 1:
             return "mixed_separators"
-        tokens = [m.group() for m in matches]
         if len(tokens) < spec.min_count:
             return "too_few"
         if len(tokens) > spec.max_count:
@@ -369,7 +399,8 @@ def filter_rows(
     """Split rows into kept and rejected by the completion in ``field`` (or chat format).
 
     The report holds total, kept, rejected, kept_fraction, counts per reason (most frequent
-    first), up to ``examples`` example completions per reason, and the spec.
+    first), up to ``examples`` example completions per reason, the banned numbers as resolved
+    (a user list file may change later) and the spec.
     """
     nf = number_filter if number_filter is not None else NumberFilter.from_spec(spec)
     check = nf.check
@@ -401,6 +432,7 @@ def filter_rows(
         "reasons": reasons,
         "examples": {r: shown[r] for r in reasons},
         "banned_count": len(nf.banned),
+        "banned": sorted(nf.banned),
         "spec": spec.model_dump(mode="json"),
     }
     return FilterResult(kept=kept, rejected=rejected, report=report)
