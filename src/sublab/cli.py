@@ -65,13 +65,16 @@ def filter_(
         typer.Option("--banned", help="Banned list: shipped name (paper-negative) or file path."),
     ] = None,
     field: Annotated[str, typer.Option(help="Field that holds the completion.")] = "completion",
-    min_count: Annotated[int, typer.Option(help="Fewest numbers kept.")] = 1,
-    max_count: Annotated[int, typer.Option(help="Most numbers kept.")] = 10,
-    max_value: Annotated[int, typer.Option(help="Largest number kept.")] = 999,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML with FilterSpec fields; flags override it.")
+    ] = None,
+    min_count: Annotated[int | None, typer.Option(help="Fewest numbers kept [1].")] = None,
+    max_count: Annotated[int | None, typer.Option(help="Most numbers kept [10].")] = None,
+    max_value: Annotated[int | None, typer.Option(help="Largest number kept [999].")] = None,
     examples: Annotated[int, typer.Option(help="Example completions per reason.")] = 5,
 ) -> None:
     """Keep number completions that pass the paper's rule; write kept rows and a report."""
-    from sublab.config import validate
+    from sublab.config import read_toml, validate
     from sublab.numbers.filter import (
         FilterSpec,
         NumberFilter,
@@ -82,8 +85,13 @@ def filter_(
     from sublab.numbers.report import report_table
 
     try:
-        raw = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
-        spec = validate({**raw, "banned_lists": banned or []}, FilterSpec, "command line")
+        data = read_toml(config) if config is not None else {}
+        data.pop("kind", None)
+        flags = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
+        data.update({k: v for k, v in flags.items() if v is not None})
+        if banned:
+            data["banned_lists"] = [*data.get("banned_lists", []), *banned]
+        spec = validate(data, FilterSpec, config or "command line")
         number_filter = NumberFilter.from_spec(spec)
         rows = read_filter_input(input_path, field)
         result = filter_rows(rows, spec, field, examples, number_filter=number_filter)

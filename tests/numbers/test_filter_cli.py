@@ -108,3 +108,27 @@ def test_unknown_banned_list_and_bad_counts_fail_cleanly(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "min_count (5) must be <= max_count (2)" in result.output
     assert not (tmp_path / "ok.filtered").exists()
+
+
+def test_config_file_with_flags_on_top(tmp_path: Path) -> None:
+    cfg = tmp_path / "filter.toml"
+    cfg.write_text(
+        'kind = "filter"\nallow_leading_zeros = false\nbanned_numbers = [8]\nmax_count = 2\n',
+        encoding="utf-8",
+    )
+    src = write_lines(
+        tmp_path / "c.jsonl",
+        [json.dumps({"completion": t}) for t in ["1 2 3", "1 007", "1 8", "1 2"]],
+    )
+    result = runner.invoke(app, ["filter", str(src), "--config", str(cfg), "--max-count", "3"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "c.filtered"
+    assert [r["completion"] for r in rows_of(out / "kept.jsonl")] == ["1 2 3", "1 2"]
+    reasons = [r["reject_reason"] for r in rows_of(out / "rejected.jsonl")]
+    assert reasons == ["leading_zero", "banned_number"]
+
+    cfg.write_text("max_cuont = 3\nmin_count = 0\n", encoding="utf-8")
+    result = runner.invoke(app, ["filter", str(src), "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert f"{cfg}: 2 problem(s)" in result.output
+    assert "max_cuont: unknown key" in result.output and "min_count: must be >= 1" in result.output
