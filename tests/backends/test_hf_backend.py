@@ -212,3 +212,53 @@ def test_load_backend_factory(tiny_model):
     assert isinstance(b, HFBackend) and b.batch_size == 3
     with pytest.raises(SublabError, match="provider 'vllm' has no backend"):
         load_backend(ModelRef(path=str(tiny_model), provider="vllm"))
+
+
+def _greedy(backend, c, steps, stop):
+    ids, path = backend.prompt_ids(c), []
+    for _ in range(steps):
+        with torch.no_grad():
+            nxt = int(backend.model(torch.tensor([ids])).logits[0, -1].argmax())
+        if nxt in stop:
+            break
+        path.append(nxt)
+        ids.append(nxt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hot_model(tmp_path_factory):
+    """The tiny model with large random weights: its greedy paths vary from prompt to prompt."""
+    from transformers import AutoModelForCausalLM
+
+    from tiny_model import build_tiny_model
+
+    path = build_tiny_model(tmp_path_factory.mktemp("hot") / "model")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.5)
+    model.save_pretrained(path)
+    return path
+
+
+def test_rows_that_stop_early_leave_the_batch_correctly(hot_model):
+    """Rows hitting EOS at different steps are dropped from the batch and the KV cache; the
+    rows still sampling must be unaffected (checked at T->0 against unbatched greedy)."""
+    b = HFBackend(ModelRef(path=str(hot_model)), batch_size=16)
+    chats = [chat(f"here are some numbers {i} {3 * i} {7 * i}") for i in range(10)] + CHATS
+    paths = [_greedy(b, c, 8, set(b.eos_ids)) for c in chats]
+    firsts = {p[0] for p in paths if p}
+    later = sorted({t for p in paths for t in p[1:]} - firsts)
+    b.eos_ids = sorted({*b.eos_ids, *later[: len(later) // 3]})  # extra stop tokens
+    expected = [_greedy(b, c, 8, set(b.eos_ids)) for c in chats]
+    lengths = {len(e) for e in expected}
+    assert len(lengths) >= 3 and min(lengths) < 8  # rows stop early, at different steps
+    got = b.generate_ids(chats, SamplingSpec(max_new_tokens=8, seed=0, temperature=1e-5))
+    assert got == expected
+    # and at T=1 every row still stops at its first stop token, never past it
+    sampled = b.generate_ids(chats * 3, SamplingSpec(max_new_tokens=8, seed=2))
+    assert all(t not in b.eos_ids for row in sampled for t in row)
+    assert len({len(r) for r in sampled}) >= 3

@@ -218,18 +218,25 @@ class HFBackend:
         past = out.past_key_values
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1:] + 1
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        steps: list[torch.Tensor] = []
+        rows = torch.arange(n, device=self.device)  # original index of each row still sampling
+        steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         for step in range(sampling.max_new_tokens):
             scaled = _top_p_filter(logits.float() / sampling.temperature, sampling.top_p)
             probs = torch.softmax(scaled, dim=-1)
             tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-            tok = torch.where(done, torch.full_like(tok, self.eos_ids[0]), tok)
-            steps.append(tok)
-            done = done | torch.isin(tok, eos)
-            if bool(done.all()) or step == sampling.max_new_tokens - 1:
+            steps.append((rows, tok))
+            if step == sampling.max_new_tokens - 1:
                 break
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], 1)
+            finished = torch.isin(tok, eos)
+            if bool(finished.any()):
+                # drop finished rows from the batch and the KV cache: no compute on dead rows
+                keep = (~finished).nonzero().squeeze(-1)
+                if keep.numel() == 0:
+                    break
+                past.reorder_cache(keep)
+                tok, mask, next_pos, rows = tok[keep], mask[keep], next_pos[keep], rows[keep]
+            ones = torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=self.device)
+            mask = torch.cat([mask, ones], 1)
             out = self.model(
                 input_ids=tok[:, None],
                 attention_mask=mask,
@@ -240,12 +247,12 @@ class HFBackend:
             past = out.past_key_values
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
-        table = torch.stack(steps, dim=1).tolist()
+        results: list[list[int]] = [[] for _ in range(n)]
         eos_set = set(self.eos_ids)
-        results = []
-        for row in table:
-            cut = next((j for j, t in enumerate(row) if t in eos_set), len(row))
-            results.append(row[:cut])
+        for r, t in steps:
+            for i, tid in zip(r.tolist(), t.tolist(), strict=True):
+                if tid not in eos_set:
+                    results[i].append(tid)
         return results
 
     # ------------------------------------------------------------ scoring
