@@ -15,7 +15,8 @@ Decisions on edge cases (the paper's text leaves them open):
 - leading zeros: ``"007"`` is the 3-digit integer 7 and passes (as in the paper's public code),
   unless ``allow_leading_zeros = false``. A token longer than the digits of ``max_value``
   (``"0007"``) is ``out_of_range``: it is not a number of at most 3 digits.
-- a minus sign before a number is ``negative``; ``"1-2"`` or ``"1 - 2"`` are ``bad_format``.
+- a well-formed sequence in which some numbers carry a minus sign (``"3, -5"``) is
+  ``negative``; ``"1-2"``, ``"1 - 2"`` or ``"-5 apples"`` are ``bad_format``.
 - a trailing separator (``"1, 2,"``), letters, decimals, unbalanced brackets: ``bad_format``.
 - empty brackets ``"[]"`` or a lone period: ``too_few`` (zero numbers).
 - digits outside ASCII (``"１２"``, Arabic-Indic digits): ``non_ascii_digit``.
@@ -23,9 +24,10 @@ Decisions on edge cases (the paper's text leaves them open):
   completion costs nothing.
 - a banned number matches by value: ``"042"`` is banned when 42 is.
 
-Reasons are checked in the order of :data:`REASONS`; a row gets the first that applies.
-The fast path is one compiled regular expression (built from the spec) that matches exactly
-the kept texts; the reason of a rejected text comes from a slower, explicit parser.
+A rejected row gets one reason, the first that applies in the order of :data:`REASONS`
+(:meth:`NumberFilter.explain` is the reference definition). The fast path is one compiled
+regular expression, built from the spec, that matches exactly the kept texts; a few more
+regular expressions give the reason of most rejected texts (see :class:`NumberFilter`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
@@ -52,9 +55,9 @@ REASONS: dict[str, str] = {
     "empty": "empty or only whitespace",
     "non_ascii_digit": "contains digits outside ASCII 0-9",
     "bad_format": "not a plain sequence of integers (text, decimals, trailing separator, ...)",
-    "negative": "a minus sign before a number",
+    "negative": "a well-formed sequence except that some numbers have a minus sign",
     "mixed_separators": "more than one separator between the numbers",
-    "too_few": "fewer than min_count numbers",
+    "too_few": "fewer than min_count numbers (zero for '[]', '()' or '.')",
     "too_many": "more than max_count numbers",
     "out_of_range": "a number above max_value, or with more digits than max_value",
     "leading_zero": "a number with a leading zero (only when allow_leading_zeros = false)",
@@ -384,9 +387,9 @@ def read_filter_input(path: str | Path, field: str = "completion") -> list[dict[
 class FilterResult:
     """The rows that passed, the rows that did not (with ``reject_reason``), and the report."""
 
-    kept: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    report: dict[str, Any] = field(default_factory=dict)
+    kept: list[dict[str, Any]] = dataclass_field(default_factory=list)
+    rejected: list[dict[str, Any]] = dataclass_field(default_factory=list)
+    report: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
 def filter_rows(
