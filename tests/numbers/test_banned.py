@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sublab.errors import DataError
@@ -51,6 +51,7 @@ def test_missing_list_says_what_exists(tmp_path: Path) -> None:
         NumberFilter.from_spec(FilterSpec(banned_lists=["no-such-list"]))
 
 
+@settings(deadline=None)
 @given(st.sets(st.integers(0, 999), min_size=1, max_size=40), st.integers(0, 999))
 def test_banned_pattern_finds_exactly_the_banned_values(banned: set[int], n: int) -> None:
     pattern = banned_pattern(banned)

@@ -41,7 +41,7 @@ def test_same_spec_same_prompts_and_other_seed_differs() -> None:
 
 
 @given(st.integers(0, 2**32), st.integers(1, 40), st.integers(1, 40))
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 def test_smaller_count_is_a_prefix(seed: int, a: int, b: int) -> None:
     small, large = sorted((a, b))
     short = make_prompts(NumberPromptSpec(count=small, seed=seed))
@@ -73,7 +73,7 @@ def test_default_ranges_and_text_parts() -> None:
     st.integers(1, 6),
     st.integers(0, 1000),
 )
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 def test_configured_ranges_are_honoured(
     kmin: int, kextra: int, vmin: int, vextra: int, answers: int, digits: int, seed: int
 ) -> None:
