@@ -160,8 +160,13 @@ def train_loop(
         raise ValueError("soft labels need both teacher_model and vocab")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    # like HF Trainer: no weight decay on biases and norm weights (1-d parameters)
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     optimizer = torch.optim.AdamW(
-        params, lr=recipe.learning_rate, weight_decay=recipe.weight_decay, foreach=True
+        [g for g in groups if g["params"]], lr=recipe.learning_rate, foreach=True
     )
     plan = _plan(enc, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

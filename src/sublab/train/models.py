@@ -77,12 +77,15 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, what:
     from transformers import AutoModelForCausalLM
 
     p = check_model_dir(path, what)
+    # on CUDA, load straight onto the GPU (a 7B model never sits in CPU memory)
+    place: dict[str, Any] = {"device_map": str(device)} if device.type == "cuda" else {}
     if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(p, dtype=dtype).merge_and_unload()
+        model = AutoPeftModelForCausalLM.from_pretrained(p, dtype=dtype, **place)
+        model = model.merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype, **place)
     return model.to(device)
 
 
