@@ -213,3 +213,24 @@ def test_cli_generate_missing_model(tmp_path):
     assert "does not exist: build it" in " ".join(result.output.split())
     assert not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+def test_failed_filter_keeps_generation_and_marks_run_failed(first_run, tmp_path):
+    cfg, run = first_run
+    spec = load_config(cfg)
+    missing = str(tmp_path / "no-such-list.txt")
+    bad = spec.model_copy(
+        update={
+            "name": "broken",
+            "filter": spec.filter.model_copy(update={"banned_lists": [missing]}),
+        }
+    )
+    with pytest.raises(SublabError, match="no-such-list"):
+        run_numbers(bad)
+    broken = run.path.parent / "broken"
+    assert json.loads((broken / "manifest.json").read_text())["status"] == "failed"
+    assert len(stage_dirs(broken, "generate")) == 1  # the finished stage stays
+    assert not [p for p in stage_dirs(broken, "filter") if not p.name.endswith(".partial")]
+    fixed = run_numbers(bad.model_copy(update={"filter": spec.filter}))
+    assert fixed.manifest()["status"] == "done"
+    assert len(stage_dirs(broken, "generate")) == 1

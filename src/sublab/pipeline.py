@@ -190,9 +190,6 @@ def run_numbers(
         (work / "plan.json").unlink(missing_ok=True)
         return {"rows": sum(1 for _ in out.open(encoding="utf-8"))}
 
-    seeds = {"sampling": spec.sampling.seed, "prompts": spec.prompts.seed}
-    gen = run.build("generate", gen_spec, generate, seeds=seeds, resumable=True)
-
     def filter_(work: Path) -> dict[str, Any]:
         rows = read_filter_input(gen.file(ROWS))
         result = filter_rows(rows, spec.filter)
@@ -200,7 +197,13 @@ def run_numbers(
         r = result.report
         return {"total": r["total"], "kept": r["kept"], "rejected": r["rejected"]}
 
-    filt = run.build("filter", spec.filter, filter_, inputs=[gen.key])
+    seeds = {"sampling": spec.sampling.seed, "prompts": spec.prompts.seed}
+    try:
+        gen = run.build("generate", gen_spec, generate, seeds=seeds, resumable=True)
+        filt = run.build("filter", spec.filter, filter_, inputs=[gen.key])
+    except BaseException:  # recorded, then re-raised: `sublab runs` shows what stopped
+        run.set_status("failed")
+        raise
     counts = filt.sidecar["counts"]
     total = counts["total"]
     headline = {
