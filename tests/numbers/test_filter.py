@@ -299,6 +299,13 @@ def test_filter_rows_report_and_formats() -> None:
     assert "reject_reason" not in rows[1]  # input rows are not modified
 
 
+def test_report_examples_are_cut_short() -> None:
+    res = filter_rows([{"completion": "7 " * 5000}], FilterSpec())
+    (example,) = res.report["examples"]["too_long"]
+    assert len(example) == 200 and example.endswith("…")
+    assert res.rejected[0]["completion"] == "7 " * 5000  # the row itself is intact
+
+
 def test_filter_rows_names_the_row_without_a_completion() -> None:
     with pytest.raises(DataError) as err:
         filter_rows([{"completion": "1"}, {"prompt": "x"}], FilterSpec())

@@ -66,6 +66,7 @@ REASONS: dict[str, str] = {
 """Every reject reason, in the order they are checked, with what it means."""
 
 _WS = " \t\n\r\f\v"
+_EXAMPLE_CHARS = 200  # example completions in the report are cut to this length
 _SEP = r"(?:\s*+[,;]\s*+|\s++)"
 _SEP_RE = re.compile(_SEP, re.ASCII)
 _DIGITS_RE = re.compile(r"[0-9]+")
@@ -424,7 +425,7 @@ def filter_rows(
         counts[reason] += 1
         ex = shown.setdefault(reason, [])
         if len(ex) < examples:
-            ex.append(text)
+            ex.append(text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 1] + "…")
     total = len(kept) + len(rejected)
     reasons = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     report = {
