@@ -212,3 +212,36 @@ def test_lead_is_the_targets_own_teacher(tmp_path):
     assert "student-hard (a-bear-ft), exact_prob of owl" in md
     # the chart tells the two teachers apart (hatching + legend), and still decodes
     assert mpimg.imread(tmp_path / "fig_exact_prob.png").size > 0
+
+
+def test_recipe_suffixed_conditions_pair_with_their_own_controls():
+    results = []
+    for s in range(3):
+        for cond, value in [
+            ("base", 0.04),
+            ("control-hard", 0.05 + s / 100),
+            ("control-soft", 0.02 + s / 100),
+            ("student-hard", 0.09 + s / 100),
+            ("student-soft", 0.10 + s / 50),
+            ("cross-control-hard", 0.045),
+            ("cross-student-hard", 0.046 + s / 1000),
+        ]:
+            results.append(
+                ResultRow(condition=cond, target="owl", seed=s, metric="exact_prob", value=value)
+            )
+    table = {r.condition: r for r in analyse(data(results))}
+    assert table["student-hard"].control == "control-hard"
+    assert table["student-soft"].control == "control-soft"
+    assert table["cross-student-hard"].control == "cross-control-hard"
+    assert table["control-soft"].control == "base"
+    assert table["student-soft"].comparison.diff_mean == pytest.approx(0.08 + 0.01)
+    order = [r.condition for r in analyse(data(results))]
+    assert order == [
+        "base",
+        "control-hard",
+        "control-soft",
+        "student-hard",
+        "student-soft",
+        "cross-control-hard",
+        "cross-student-hard",
+    ]

@@ -33,21 +33,24 @@ from sublab.store import atomic_write_bytes, atomic_write_text
 
 REPORT_VERSION = 1
 
-# Conditions in display order; others follow alphabetically.
-CONDITION_ORDER = [
-    "base",
-    "control",
-    "student-hard",
-    "student-soft",
-    "cross-control",
-    "cross-student",
-]
-# The condition each one is compared with (first present wins).
-MATCHED_CONTROLS = {
-    "control": ["base"],
-    "cross-control": ["base"],
-    "cross-student": ["cross-control", "control"],
-}
+# Condition families in display order; a family's members ("student-hard", "student-soft")
+# follow it by their suffix, and conditions of no family come last, alphabetically.
+CONDITION_ORDER = ["base", "control", "student", "cross-control", "cross-student"]
+
+
+def condition_family(condition: str) -> tuple[str, str]:
+    """Split "cross-student-hard" into its family "cross-student" and its suffix "hard"."""
+    for family in sorted(CONDITION_ORDER, key=len, reverse=True):
+        if condition == family:
+            return family, ""
+        if condition.startswith(family + "-"):
+            return family, condition[len(family) + 1 :]
+    return condition, ""
+
+
+def is_control(condition: str) -> bool:
+    """Controls (base, control students, cross-model controls) are not headline effects."""
+    return condition_family(condition)[0] in ("base", "control", "cross-control")
 
 
 class ResultRow(BaseModel):
@@ -123,8 +126,9 @@ class TableRow(BaseModel):
 
 
 def _condition_rank(condition: str) -> tuple[int, str]:
-    if condition in CONDITION_ORDER:
-        return (CONDITION_ORDER.index(condition), "")
+    family, suffix = condition_family(condition)
+    if family in CONDITION_ORDER:
+        return (CONDITION_ORDER.index(family), suffix)
     return (len(CONDITION_ORDER), condition)
 
 
@@ -136,10 +140,20 @@ def _teacher_rank(target: str, teacher: str | None) -> tuple[int, str]:
 
 
 def _controls_for(condition: str) -> list[str]:
-    if condition in MATCHED_CONTROLS:
-        return MATCHED_CONTROLS[condition]
-    if condition.startswith("student"):
-        return ["control"]
+    """The conditions ``condition`` is compared with, first present wins.
+
+    A student of one recipe is matched with the control student of the same recipe
+    (student-hard ↔ control-hard), a cross-model student with the cross-model control; a
+    control is compared with the base. Unsuffixed names (student ↔ control) work the same.
+    """
+    family, suffix = condition_family(condition)
+    tail = f"-{suffix}" if suffix else ""
+    if family in ("control", "cross-control"):
+        return ["base"]
+    if family == "student":
+        return [f"control{tail}", "control"]
+    if family == "cross-student":
+        return [f"cross-control{tail}", "cross-control", f"control{tail}", "control"]
     return []
 
 
@@ -279,7 +293,7 @@ def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
     for r in rows:
         if r.metric != metrics[0] or r.comparison is None:
             continue
-        if r.condition in ("control", "cross-control"):
+        if is_control(r.condition):
             continue
         out.append(sentence(r))
     if not out:

@@ -43,11 +43,11 @@ class Collected:
 def base_model(spec: ExperimentSpec, seed: int) -> Model:
     """The shared initialisation for ``seed``: an organism base (built or cached) or the model."""
     if spec.bases.organism is not None:
-        from sublab.organism.cache import ensure_organism
+        from sublab.organism.cache import ensure_organism, organism_key
 
         org = spec.bases.organism.model_copy(update={"seed": seed})
         path = ensure_organism(org)
-        return Model(ModelRef(path=str(path)), key=hash_obj(org), label=f"organism-{seed}")
+        return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
     assert spec.bases.model is not None
     return _fixed_model(spec.bases.model, "base")
 
