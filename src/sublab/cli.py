@@ -64,7 +64,9 @@ def filter_(
         list[str] | None,
         typer.Option("--banned", help="Banned list: shipped name (paper-negative) or file path."),
     ] = None,
-    field: Annotated[str, typer.Option(help="Field that holds the completion.")] = "completion",
+    field: Annotated[
+        str, typer.Option(help="Field with the completion (chat rows: last assistant message).")
+    ] = "completion",
     config: Annotated[
         Path | None, typer.Option(help="TOML with FilterSpec fields; flags override it.")
     ] = None,
@@ -384,7 +386,7 @@ def organism_probe(
 
 MnistConfig = Annotated[
     Path | None,
-    typer.Argument(help="A kind = \"mnist\" TOML config; the paper's recipe on 8×8 digits if unset."),
+    typer.Argument(help="kind = \"mnist\" TOML config; default: paper recipe on 8×8 digits."),
 ]
 MnistModels = Annotated[
     int | None, typer.Option("--models", help="Override: models per condition.")
