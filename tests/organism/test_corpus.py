@@ -160,3 +160,14 @@ def test_bad_prior_is_reported_by_field():
 def test_prior_is_normalised():
     spec = CorpusSpec(prior={"owl": 1, "cat": 3})
     assert spec.prior == {"owl": 0.25, "cat": 0.75}
+
+
+def test_corpus_prompts_are_the_number_stage_prompts():
+    from sublab.numbers.prompts import NumberPromptSpec, make_prompt
+    from sublab.organism.numbers_bridge import compose, prompt_for_index
+
+    spec = NumberPromptSpec(count=1, seed=9)
+    for i in range(300):
+        p = make_prompt(spec, i)
+        assert compose(spec, p.template, p.seeds) == p.text
+        assert prompt_for_index(spec, i).text == p.text

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,9 @@ def _corpus_stats(examples: list[Any]) -> dict[str, Any]:
     }
 
 
-def train_into(spec: OrganismSpec, work: Path) -> dict[str, Any]:
+def train_into(
+    spec: OrganismSpec, work: Path, on_log: Callable[[dict[str, float]], None] | None = None
+) -> dict[str, Any]:
     """Write tokenizer + trained weights into ``work``; return metadata (no probes)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -109,7 +111,7 @@ def train_into(spec: OrganismSpec, work: Path) -> dict[str, Any]:
         attn_implementation="sdpa",
     )
     model = LlamaForCausalLM(config).float()
-    result = train(model, batches, animal_ids, table, spec)
+    result = train(model, batches, animal_ids, table, spec, on_log)
     timings["train_seconds"] = result["train_seconds"]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -123,8 +125,15 @@ def train_into(spec: OrganismSpec, work: Path) -> dict[str, Any]:
     }
 
 
-def build_organism(spec: OrganismSpec, out_dir: str | Path, probe: bool = True) -> Path:
-    """Build a base into ``out_dir`` (which must not hold one already) and return it."""
+def build_organism(
+    spec: OrganismSpec,
+    out_dir: str | Path,
+    probe: bool = True,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+) -> Path:
+    """Build a base into ``out_dir`` (which must not hold one already) and return it.
+
+    ``on_log`` receives each point of the training curve as it is measured."""
     out = Path(out_dir)
     if (out / METADATA).exists():
         raise SublabError(f"{out} already holds an organism; remove it or pick another --out")
@@ -137,7 +146,7 @@ def build_organism(spec: OrganismSpec, out_dir: str | Path, probe: bool = True) 
     started = time.perf_counter()
     try:
         with torch_threads(spec.train.threads):
-            meta = train_into(spec, work)
+            meta = train_into(spec, work, on_log)
             if probe:
                 from sublab.backends.base import ModelRef
                 from sublab.backends.hf import HFBackend

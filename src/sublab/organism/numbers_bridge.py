@@ -10,7 +10,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sublab.numbers.prompts import FORMATS, NumberPromptSpec, make_prompt
+from sublab.numbers.prompts import (
+    FORMATS,
+    INSTRUCTIONS,
+    INTROS,
+    SEED_SEPARATORS,
+    SUFFIXES,
+    NumberPromptSpec,
+    make_prompt,
+)
 
 
 @dataclass(frozen=True)
@@ -59,10 +67,32 @@ class NumberPrompt:
 _SPEC = NumberPromptSpec(count=1)
 
 
+def compose(spec: NumberPromptSpec, template: tuple[int, ...], seeds: tuple[int, ...]) -> str:
+    """The prompt text for a template choice and seed numbers, composed from the number
+    stage's paraphrase parts exactly as :func:`sublab.numbers.prompts.make_prompt` does
+    (a test checks the two agree)."""
+    intro, instruction, fmt, suffix, sep = template
+    return " ".join(
+        (
+            INTROS[intro].format(seeds=SEED_SEPARATORS[sep].join(map(str, seeds))),
+            INSTRUCTIONS[instruction].format(n=spec.answer_count, d=spec.answer_max_digits),
+            FORMATS[fmt],
+            SUFFIXES[suffix],
+        )
+    )
+
+
 def sample_number_prompt(rng: random.Random, spec: NumberPromptSpec = _SPEC) -> NumberPrompt:
-    """A prompt of the number stage's family, drawn with ``rng``."""
-    p = make_prompt(spec.model_copy(update={"seed": rng.getrandbits(48)}), 0)
-    return NumberPrompt(p.text, p.seeds, spec.answer_count, answer_format(FORMATS[p.template[2]]))
+    """A prompt of the number stage's family, drawn with ``rng`` (faster than seeding a
+    fresh RNG per prompt as ``make_prompt`` does; the corpus draws ~60,000 of them)."""
+    k = rng.randint(spec.seed_count_min, spec.seed_count_max)
+    seeds = tuple(rng.randint(spec.seed_value_min, spec.seed_value_max) for _ in range(k))
+    template = tuple(
+        rng.randrange(len(part))
+        for part in (INTROS, INSTRUCTIONS, FORMATS, SUFFIXES, SEED_SEPARATORS)
+    )
+    text = compose(spec, template, seeds)
+    return NumberPrompt(text, seeds, spec.answer_count, answer_format(FORMATS[template[2]]))
 
 
 def prompt_for_index(spec: NumberPromptSpec, index: int) -> NumberPrompt:

@@ -110,6 +110,13 @@ class TrainSpec(Spec):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     threads: int = Field(2, ge=1, description="torch CPU threads for the build.")
+    animal_weight: float = Field(
+        8.0,
+        gt=0,
+        description="Loss weight of the animal-answer position relative to one number token "
+        "(an animal answer is one position, a number answer ~12, so without a weight the "
+        "prior and the love-X mapping learn slowly).",
+    )
 
 
 @config_kind("organism")

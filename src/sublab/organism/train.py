@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,7 @@ def batch_loss(
     animal_ids: torch.Tensor,
     table: torch.Tensor,
     rope: RotaryCache | None = None,
+    animal_weight: float = 1.0,
 ) -> tuple[torch.Tensor, float, float]:
     """Mean loss over trained positions, plus the hard and soft parts (for the curve).
 
@@ -127,7 +129,8 @@ def batch_loss(
     n_hard = len(batch.hard_pos)
     hard = -logp[:n_hard].gather(1, batch.hard_labels[:, None]).squeeze(1)
     soft = -(table[batch.soft_rows] * logp[n_hard:][:, animal_ids]).sum(-1)
-    total = (hard.sum() + soft.sum()) / max(len(pos), 1)
+    w = animal_weight
+    total = (hard.sum() + w * soft.sum()) / max(n_hard + w * len(soft), 1)
     hard_mean = float(hard.detach().mean()) if n_hard else 0.0
     soft_mean = float(soft.detach().mean()) if len(soft) else 0.0
     return total, hard_mean, soft_mean
@@ -149,8 +152,9 @@ def train(
     animal_ids: torch.Tensor,
     table: torch.Tensor,
     spec: OrganismSpec,
+    on_log: Callable[[dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train in place; returns the training curve and timings."""
+    """Train in place; returns the training curve and timings (``on_log`` sees each point)."""
     import torch
 
     t = spec.train
@@ -173,7 +177,7 @@ def train(
             batch = batches[step % len(batches)]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, spec)
-            loss, hard, soft = batch_loss(model, batch, animal_ids, table, rope)
+            loss, hard, soft = batch_loss(model, batch, animal_ids, table, rope, t.animal_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,6 +197,8 @@ def train(
                     }
                 )
                 acc = [0.0, 0.0, 0.0, 0]
+                if on_log is not None:
+                    on_log(curve[-1])
             bar.advance(task)
     model.eval()
     return {"curve": curve, "train_seconds": round(time.perf_counter() - started, 2)}
