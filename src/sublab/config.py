@@ -32,6 +32,7 @@ BUILTIN_KIND_MODULES: list[str] = [
     "sublab.pipeline",
     "sublab.experiment.run",
     "sublab.organism.spec",
+    "sublab.mnist.config",
 ]
 
 
