@@ -245,3 +245,10 @@ def test_soft_labels_need_the_same_tokenizer(tiny_model, rows, tmp_path_factory)
             tmp_path_factory.mktemp("o") / "x",
             teacher=other,
         )
+
+
+def test_lora_soft_runs_are_deterministic_too(tiny_model, rows, trained_full, tmp_path):
+    recipe = StudentRecipe(**{**FAST, "epochs": 1}, method="lora", labels="soft", lora_dropout=0.1)
+    a = finetune(tiny_model, rows, recipe, tmp_path / "a", teacher=trained_full.path)
+    b = finetune(tiny_model, rows, recipe, tmp_path / "b", teacher=trained_full.path)
+    assert a.losses == b.losses and same_weights(a.path, b.path)
