@@ -100,7 +100,7 @@ def test_load_idx_set_scales_to_minus_one_one(tmp_path, gz):
 
 
 def test_missing_dir_and_missing_file_are_clear(tmp_path):
-    with pytest.raises(SublabError, match="data folder not found; set data.dir"):
+    with pytest.raises(SublabError, match=r"data folder not found; set data\.dir"):
         load_idx_set(tmp_path / "nope", "mnist")
     with pytest.raises(SublabError, match="dataset-fashion-mnist"):
         load_idx_set(tmp_path / "nope", "fashion-mnist")
@@ -129,7 +129,7 @@ def test_sha256_check(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"abc")
     check_sha256(f, file_sha256(f))
-    with pytest.raises(DataError, match="sha256 is .*, expected 00; delete the file"):
+    with pytest.raises(DataError, match=r"sha256 is .*, expected 00; delete the file"):
         check_sha256(f, "00")
 
 
@@ -146,7 +146,7 @@ def test_download_verifies_hashes_and_leaves_nothing_half_written(tmp_path):
 
     bad = {**good, names[0]: "0" * 64}
     dest2 = tmp_path / "dest2"
-    with pytest.raises(DataError, match="sha256 is .* expected 0000"):
+    with pytest.raises(DataError, match=r"sha256 is .* expected 0000"):
         download_mnist(dest2, mirror=mirror.as_uri(), hashes=bad)
     assert not (dest2 / names[0]).exists()
     assert [p.name for p in dest2.iterdir()] == []
@@ -154,7 +154,7 @@ def test_download_verifies_hashes_and_leaves_nothing_half_written(tmp_path):
 
 def test_download_without_network_says_what_to_do(tmp_path):
     missing = (tmp_path / "no-mirror").as_uri()
-    with pytest.raises(SublabError, match="cannot download .* copy the four MNIST files"):
+    with pytest.raises(SublabError, match=r"cannot download .* copy the four MNIST files"):
         download_mnist(tmp_path / "d", mirror=missing)
     assert list((tmp_path / "d").iterdir()) == []
 
@@ -163,5 +163,5 @@ def test_existing_file_with_wrong_hash_is_rejected(tmp_path):
     dest = tmp_path / "d"
     dest.mkdir()
     shutil.copy(__file__, dest / "train-images-idx3-ubyte.gz")
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: sha256 is"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: sha256 is"):
         download_mnist(dest, mirror=(tmp_path / "x").as_uri())

@@ -7,6 +7,7 @@ mini-batches. It is the reference the batched code is tested against and the bas
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 def sequential(sizes: list[int], dtype: torch.dtype = torch.float32) -> nn.Sequential:
     """An MLP of ``nn.Linear`` + ReLU layers with PyTorch's default init."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b, dtype=dtype))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -10,6 +10,7 @@ therefore M independent Adams (tests check this against a loop of ``nn.Sequentia
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -30,7 +31,7 @@ def init_params(
 ) -> list[Tensor]:
     """PyTorch's default ``nn.Linear`` init for ``models`` MLPs: W, b ~ U(±1/sqrt(fan_in))."""
     params: list[Tensor] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         bound = 1.0 / math.sqrt(fan_in)
         w = torch.empty(models, fan_in, fan_out, dtype=torch.float32)
         w.uniform_(-bound, bound, generator=generator)
