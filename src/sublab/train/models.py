@@ -117,7 +117,9 @@ def label_hidden(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     ``labels[:, 1:]`` is set. Returns ``(hidden [n, d], targets [n])``.
     """
     decoder, _, _ = _parts(model)
-    out = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    out = decoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    )
     hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
     targets = batch["labels"][:, 1:]
     where = targets != IGNORE
