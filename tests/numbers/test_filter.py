@@ -248,6 +248,7 @@ def test_leading_zeros_can_be_refused() -> None:
 
 
 def test_banned_numbers_match_by_value() -> None:
+    assert NumberFilter(FilterSpec(banned_numbers=[42])).check("42") == "banned_number"
     assert BANNED.check("5, 42, 7") == "banned_number"
     assert BANNED.check("5, 042") == "banned_number"
     assert BANNED.check("[666]") == "banned_number"

@@ -205,7 +205,10 @@ class NumberFilter:
     Tests check that ``check`` and ``explain`` give the same answer on every text.
     """
 
-    def __init__(self, spec: FilterSpec, banned: frozenset[int] = frozenset()) -> None:
+    def __init__(self, spec: FilterSpec, banned: frozenset[int] | None = None) -> None:
+        """``banned`` defaults to the spec's lists and numbers, resolved now (see from_spec)."""
+        if banned is None:
+            banned = resolve_banned(spec.banned_lists, spec.banned_numbers)
         self.spec = spec
         self.banned = banned
         self._digits = len(str(spec.max_value))
@@ -220,7 +223,7 @@ class NumberFilter:
     @classmethod
     def from_spec(cls, spec: FilterSpec) -> NumberFilter:
         """Resolve the spec's banned lists (DataError on a missing or malformed file)."""
-        return cls(spec, resolve_banned(spec.banned_lists, spec.banned_numbers))
+        return cls(spec)
 
     def check(self, text: str) -> str | None:
         """None if ``text`` is kept, else the reason code (see :data:`REASONS`)."""
