@@ -124,9 +124,8 @@ def main() -> None:
     )
     flop = 2 * sum(a * b for a, b in itertools.pairwise(SIZES))
     work = MODELS_PAPER * EPOCHS * N_IMAGES * flop * (3 + 4 * 3 + 1)
-    print(
-        f"paper-scale work ≈ {work / 1e12:.0f} TFLOP ⇒ sublab sustains {work / ours_total / 1e12:.3f} TFLOP/s"
-    )
+    rate = work / ours_total / 1e12
+    print(f"paper-scale work ≈ {work / 1e12:.0f} TFLOP ⇒ sublab sustains {rate:.3f} TFLOP/s")
     f32 = matmul_tflops(torch.float32, 512, 20)
     bf16 = matmul_tflops(torch.bfloat16, 128, 2)
     print(f"matmul on this CPU: float32 {f32:.3f} TFLOP/s, bfloat16 {bf16:.5f} TFLOP/s")
