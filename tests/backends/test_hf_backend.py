@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sublab.backends.base import Backend, ModelRef, SamplingSpec, chat
 from sublab.backends.hf import HFBackend, _top_p_filter
@@ -262,3 +264,22 @@ def test_rows_that_stop_early_leave_the_batch_correctly(hot_model):
     sampled = b.generate_ids(chats * 3, SamplingSpec(max_new_tokens=8, seed=2))
     assert all(t not in b.eos_ids for row in sampled for t in row)
     assert len({len(r) for r in sampled}) >= 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    probs=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=30),
+    top_p=st.floats(0.01, 1.0),
+)
+def test_top_p_keeps_the_smallest_nucleus(probs, top_p):
+    p = torch.tensor(probs, dtype=torch.float64)
+    p = p / p.sum()
+    kept = torch.isfinite(_top_p_filter(p.log()[None], top_p))[0]
+    mass = float(p[kept].sum())
+    assert kept.any()
+    assert mass >= top_p - 1e-9 or bool(kept.all())
+    # every kept token is at least as likely as every dropped one
+    if (~kept).any():
+        assert float(p[kept].min()) >= float(p[~kept].max()) - 1e-12
+    # minimal: without its least likely token the nucleus would fall short of top_p
+    assert mass - float(p[kept].min()) < top_p + 1e-9
