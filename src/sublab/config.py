@@ -8,12 +8,13 @@ Validation reports every problem at once, each with its dotted path
 from __future__ import annotations
 
 import importlib
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from sublab.errors import ConfigError
 
@@ -23,6 +24,18 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _safe_name(v: str) -> str:
+    if not _NAME_RE.match(v):
+        raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
+    return v
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+"""A name that becomes a folder or file name: letters, digits, '.', '_', '-'."""
 
 S = TypeVar("S", bound=type[Spec])
 

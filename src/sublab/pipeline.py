@@ -19,21 +19,18 @@ run directory:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from sublab.backends.base import ModelRef, SamplingSpec
-from sublab.config import Spec, config_kind, kind_of, load_config
+from sublab.config import SafeName, Spec, config_kind, kind_of, load_config
 from sublab.errors import SublabError
 from sublab.numbers.filter import FilterSpec, filter_rows, read_filter_input, write_filter_outputs
 from sublab.numbers.prompts import NumberPromptSpec, make_prompts
 from sublab.store import Artifact, Run, artifact_key, file_sha256
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class TeacherSpec(Spec):
@@ -60,7 +57,7 @@ class BackendSettings(Spec):
 class NumbersPipelineSpec(Spec):
     """A teacher generates number continuations; the paper's filter keeps the clean ones."""
 
-    name: str = Field(description="Run name: the folder runs_dir/name holds every artifact.")
+    name: SafeName = Field(description="Run name: the folder runs_dir/name holds every artifact.")
     runs_dir: str = Field("runs", description="Folder that holds run directories.")
     teacher: TeacherSpec = Field(description="The model that writes the numbers.")
     prompts: NumberPromptSpec = Field(
@@ -78,13 +75,6 @@ class NumbersPipelineSpec(Spec):
     chunk_size: int = Field(
         256, ge=1, description="Rows per chunk file; a crash loses at most one chunk of work."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
-        return v
 
 
 # ---------------------------------------------------------------- runners

@@ -7,21 +7,18 @@ report compares each student with its matched control, paired on seed.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from sublab.backends.base import ModelRef, SamplingSpec
-from sublab.config import Spec, config_kind
+from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
 from sublab.numbers.filter import FilterSpec
 from sublab.numbers.prompts import NumberPromptSpec
 from sublab.organism.spec import OrganismSpec
 from sublab.pipeline import BackendSettings
 from sublab.train.recipe import StudentRecipe
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 DEFAULT_TRAIT_PROMPT = (
     "You love {plural}. You think about {plural} all the time. {Plural} are your favorite "
@@ -99,7 +96,7 @@ class NumbersSpec(Spec):
 class StudentSpec(Spec):
     """One kind of student: a named recipe."""
 
-    name: str = Field(
+    name: SafeName = Field(
         description="Short label, e.g. 'hard' or 'soft'; conditions are named "
         "student-<name>, control-<name>, cross-student-<name>, cross-control-<name>."
     )
@@ -107,13 +104,6 @@ class StudentSpec(Spec):
     cross_model: bool = Field(
         True, description="Also train cross-model students (another base) with this recipe."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _safe(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' or '-'")
-        return v
 
 
 class ControlsSpec(Spec):
@@ -137,7 +127,7 @@ class ControlsSpec(Spec):
 class ExperimentSpec(Spec):
     """Teachers × students × evaluations, with controls and seeds (the paper's main experiment)."""
 
-    name: str = Field(description="Run name: runs_dir/name holds every artifact.")
+    name: SafeName = Field(description="Run name: runs_dir/name holds every artifact.")
     runs_dir: str = Field("runs", description="Folder that holds run directories.")
     title: str = Field("Subliminal learning experiment", description="Report title.")
     category: str = Field("animal", description="What the targets are ('animal', 'tree').")
@@ -164,13 +154,6 @@ class ExperimentSpec(Spec):
     backend: BackendSettings = Field(
         default_factory=BackendSettings, description="Device, dtype and batch size for sampling."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError("use letters, digits, '.', '_' or '-' (it names a folder)")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
