@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from sublab.train import StudentRecipe, finetune
+from sublab.train.loop import finetune
+from sublab.train.recipe import StudentRecipe
 
 
 def make_rows(n: int, seed: int = 0, system_prompt: str | None = None) -> list[dict]:

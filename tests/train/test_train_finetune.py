@@ -11,11 +11,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import FAST, make_rows
 from sublab.errors import SublabError
-from sublab.train import StudentRecipe, finetune, mean_logprob
 from sublab.train.data import collate, completion_vocab, encode_rows
 from sublab.train.distill import hard_loss_sum, kl_sum
-from sublab.train.loop import _add_lora, train_loop
+from sublab.train.loop import _add_lora, finetune, train_loop
 from sublab.train.models import head_logits, label_hidden, load_model
+from sublab.train.recipe import StudentRecipe
+from sublab.train.strength import mean_logprob
 from tiny_model import build_tiny_model
 
 

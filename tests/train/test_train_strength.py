@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import make_rows
 from sublab.errors import SublabError
-from sublab.train import mean_logprob, number_kl
+from sublab.train.strength import mean_logprob, number_kl
 
 
 def test_number_kl_is_zero_for_the_base_itself(tiny_model, rows):

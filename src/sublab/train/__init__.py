@@ -1,7 +1,6 @@
-"""Student training (hard and soft labels, full and LoRA) and teacher strength."""
+"""Student training (hard and soft labels, full and LoRA) and teacher strength.
 
-from sublab.train.loop import TrainResult, finetune
-from sublab.train.recipe import StudentRecipe
-from sublab.train.strength import mean_logprob, number_kl
-
-__all__ = ["StudentRecipe", "TrainResult", "finetune", "mean_logprob", "number_kl"]
+- :mod:`sublab.train.recipe` — ``StudentRecipe`` (light: configs import it without torch).
+- :mod:`sublab.train.loop` — ``finetune`` and the training loop.
+- :mod:`sublab.train.strength` — ``number_kl`` and ``mean_logprob``.
+"""
