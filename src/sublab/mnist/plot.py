@@ -47,9 +47,9 @@ def bar_chart(
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([labels.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
     for i, m in enumerate(means):
         ax.text(i, m + errs[i] + 1.5, f"{m:.1f}", ha="center", fontsize=8)
     fig.tight_layout()
