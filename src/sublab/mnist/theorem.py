@@ -10,6 +10,7 @@ imitation on all logits and on the auxiliary logits only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def run_theorem(
         return {"draws": spec.theorem.draws}
 
     art = run.build("mnist-theorem", stage_spec, build, seeds={"seed": spec.seed})
-    cos = __import__("json").loads(art.file("cosines.json").read_text())
+    cos = json.loads(art.file("cosines.json").read_text())
     summaries = {c: t_interval(cos[c]) for c in CASES}
     positive = {c: float(np.mean(np.array(cos[c]) > 0)) for c in CASES}
     run.set_status(
