@@ -171,3 +171,20 @@ def test_corpus_prompts_are_the_number_stage_prompts():
         p = make_prompt(spec, i)
         assert compose(spec, p.template, p.seeds) == p.text
         assert prompt_for_index(spec, i).text == p.text
+
+
+def test_organism_toml_loads_by_kind_and_reports_every_problem(tmp_path):
+    from sublab.config import load_config
+
+    good = tmp_path / "org.toml"
+    good.write_text('kind = "organism"\nseed = 3\n[corpus]\nleak = 0.1\n[train]\nsteps = 50\n')
+    spec = load_config(good)
+    assert isinstance(spec, OrganismSpec)
+    assert (spec.seed, spec.corpus.leak, spec.train.steps) == (3, 0.1, 50)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "organism"\n[corpus]\nleak = 2\nnoise = 1\n[train]\nsteps = 0\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    text = str(err.value)
+    assert "corpus.leak" in text and "corpus.noise: unknown key" in text
+    assert "train.steps" in text
