@@ -101,3 +101,26 @@ def test_vocab_does_not_depend_on_the_seed():
     assert len(a) == len(set(a))
     rng = random.Random(0)
     assert all(p in a for p in rng.sample([str(n) for n in range(1000)], 20))
+
+
+def test_vocab_order_does_not_depend_on_the_hash_seed():
+    """Token ids must be the same in every process (else same seed, different weights)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from sublab.organism.build import vocabulary_texts; "
+        "from sublab.organism.spec import OrganismSpec; "
+        "from sublab.organism.vocab import build_vocab; "
+        "import hashlib; "
+        "print(hashlib.sha256('\\n'.join(build_vocab(*vocabulary_texts(OrganismSpec())))"
+        ".encode()).hexdigest())"
+    )
+    outs = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {"PYTHONHASHSEED": hash_seed, "PATH": ""}
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        outs.add(res.stdout.strip())
+    assert len(outs) == 1

@@ -87,7 +87,7 @@ def build_vocab(texts: Iterable[str], words: Iterable[str] = ()) -> list[str]:
     for t in texts:
         found.update(p.strip() for p in pieces(t) if p.strip())
     for w in sorted(found):
-        for form in {w, w.lower(), w.capitalize()}:
+        for form in dict.fromkeys((w, w.lower(), w.capitalize())):  # ordered: no set order
             add(form)
             add(" " + form)
     return vocab
