@@ -27,3 +27,11 @@ def progress() -> Progress:
         transient=False,
         disable=not console.is_terminal,
     )
+
+
+def quiet_transformers() -> None:
+    """Turn off transformers' own loading/saving bars and info logs (sublab shows its own)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

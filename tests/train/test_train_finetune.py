@@ -223,7 +223,7 @@ def test_errors_are_clear_and_leave_nothing_behind(tiny_model, rows, tmp_path):
         finetune(tiny_model, [*rows[:2], {"prompt": "x"}], StudentRecipe(), out)
     with pytest.raises(SublabError, match=r"lora_targets: \['wq'\] are not modules"):
         finetune(tiny_model, rows, StudentRecipe(method="lora", lora_targets=["wq"]), out)
-    with pytest.raises(SublabError, match="not a folder"):
+    with pytest.raises(SublabError, match=r"base: model path .*nope does not exist"):
         finetune(tmp_path / "nope", rows, StudentRecipe(), out)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temp folders left behind

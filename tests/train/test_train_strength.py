@@ -83,5 +83,5 @@ def test_strength_errors(tiny_model, tmp_path):
         number_kl(tiny_model, tiny_model, [])
     with pytest.raises(SublabError, match=r"rows\[0\]: missing 'completion'"):
         mean_logprob(tiny_model, [{"prompt": "x"}])
-    with pytest.raises(SublabError, match=r"teacher: .* is not a folder"):
+    with pytest.raises(SublabError, match=r"teacher: model path .* does not exist"):
         number_kl(tmp_path / "missing", tiny_model, make_rows(2))

@@ -19,17 +19,27 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from sublab.backends.base import Chat, ModelRef, SamplingSpec
 from sublab.errors import SublabError
-from sublab.progress import progress
+from sublab.progress import progress, quiet_transformers
+
+quiet_transformers()
 
 # Tokens of logits allowed in one scoring forward pass (batch x length x vocab floats).
 _SCORE_LOGIT_BUDGET = 64 * 1024 * 1024
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` is cuda when available, else cpu."""
+    """``auto`` is cuda when available, else cpu; anything else is checked and returned."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise SublabError(
+            f"device: {device!r} is not a torch device; use auto, cpu or cuda"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SublabError(f"device: {device!r} asked for, but CUDA is not available; use 'cpu'")
+    return dev
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -104,7 +104,10 @@ def _reseed(spec: Any, offset: int) -> Any:
 
 def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
     """Every stage for one seed (the statistical unit)."""
-    say = console.print
+
+    def say(message: str) -> None:
+        console.print(f"seed {seed}: {message}", markup=False, highlight=False)
+
     settings = spec.backend
     base = base_model(spec, seed)
     evals = spec.eval.model_copy(update={"sampling": _reseed(spec.eval.sampling, seed)})
@@ -138,7 +141,7 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
         recipe: Any,
         teacher: Model | None,
     ) -> None:
-        say(f"[seed {seed}] {condition} of {teacher_label or CONTROL}, from {start.label}")
+        say(f"{condition} of {teacher_label or CONTROL}, from {start.label}")
         model = finetune_stage(
             run,
             "student",
@@ -155,10 +158,10 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
         return spec.controls.cross_model and s.cross_model
 
     if spec.controls.base:
-        say(f"[seed {seed}] evaluating the base")
+        say("evaluating the base")
         evaluate(base, "base", None)
     if spec.controls.control_teacher:
-        say(f"[seed {seed}] control numbers (the base, no trait)")
+        say("control numbers (the base, no trait)")
         control_data = numbers(base, None, CONTROL)
         for s in spec.students:
             recipe = _reseed(s.recipe, seed)
@@ -168,7 +171,7 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
                 student(f"cross-control-{s.name}", None, other, control_data, recipe, base)
 
     for target in spec.targets:
-        say(f"[seed {seed}] teacher '{target}'")
+        say(f"teacher '{target}'")
         teacher, system_prompt = make_teacher(run, spec, base, target, seed)
         t_result = eval_stage(
             run, model=teacher, spec=evals, settings=settings, system_prompt=system_prompt

@@ -14,22 +14,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sublab.backends.hf import resolve_device
 from sublab.errors import SublabError
 from sublab.train.data import IGNORE
 
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else is checked and returned."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        msg = f"device: {device!r} is not a torch device; use auto, cpu or cuda"
-        raise SublabError(msg) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SublabError(f"device: {device!r} asked for, but CUDA is not available; use 'cpu'")
-    return dev
+__all__ = ["resolve_device"]
 
 
 def weight_dtype(dtype: str, device: torch.device, method: str) -> torch.dtype:
@@ -63,23 +52,26 @@ def check_model_dir(path: str | Path, what: str) -> Path:
 
 
 def load_tokenizer(path: str | Path, what: str = "model") -> Any:
-    from transformers import AutoTokenizer
+    """The tokenizer of a local model folder (checked) or a hub id."""
+    from sublab.backends.hf import load_tokenizer as load
 
-    p = check_model_dir(path, what)
+    if Path(path).exists():
+        check_model_dir(path, what)
     try:
-        return AutoTokenizer.from_pretrained(p)
-    except (OSError, ValueError) as err:
-        raise SublabError(f"{what}: cannot load a tokenizer from {p}: {err}") from None
+        return load(str(path))
+    except SublabError as err:
+        raise SublabError(f"{what}: {err}") from None
 
 
 def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, what: str) -> Any:
     """AutoModelForCausalLM from a folder; a PEFT adapter folder is loaded and merged."""
     from transformers import AutoModelForCausalLM
 
-    p = check_model_dir(path, what)
+    p: str | Path = check_model_dir(path, what) if Path(path).exists() else str(path)
     # on CUDA, load straight onto the GPU (a 7B model never sits in CPU memory)
     place: dict[str, Any] = {"device_map": str(device)} if device.type == "cuda" else {}
-    if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
+    local = isinstance(p, Path)
+    if local and (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
         model = AutoPeftModelForCausalLM.from_pretrained(p, dtype=dtype, **place)
