@@ -6,6 +6,7 @@ re-run skips finished work and a changed field re-runs only what depends on it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sublab.experiment.stages import (
     trait_rows,
 )
 from sublab.numbers.prompts import make_prompts
+from sublab.organism.spec import OrganismSpec
 from sublab.pipeline import runner, weights_sha256
 from sublab.progress import console
 from sublab.store import Artifact, Run, hash_obj
@@ -50,6 +52,40 @@ def base_model(spec: ExperimentSpec, seed: int) -> Model:
         return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
     assert spec.bases.model is not None
     return _fixed_model(spec.bases.model, "base")
+
+
+def _ensure_one(spec: OrganismSpec) -> str:
+    from sublab.organism.cache import ensure_organism
+
+    return str(ensure_organism(spec))
+
+
+def prebuild_bases(spec: ExperimentSpec, workers: int) -> None:
+    """Build the organism bases the experiment needs, ``workers`` at a time (cached ones skip).
+
+    Each build runs in its own process with the spec's thread count; the cache's file lock
+    makes a concurrent builder of the same base wait for the first.
+    """
+    if spec.bases.organism is None:
+        return
+    from sublab.organism.cache import is_built, organism_path
+
+    todo = [spec.bases.organism.model_copy(update={"seed": s}) for s in spec.seeds]
+    todo = [o for o in todo if not is_built(organism_path(o))]
+    if len(todo) < 2 or workers < 2:
+        return  # built in order as the seeds need them
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    console.print(
+        f"building {len(todo)} organism bases, {workers} at a time "
+        f"(seeds {', '.join(str(o.seed) for o in todo)})",
+        markup=False,
+    )
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for path in pool.map(_ensure_one, todo):
+            console.print(f"base ready: {path}", markup=False)
 
 
 def cross_base(spec: ExperimentSpec, seed: int) -> Model:
@@ -232,6 +268,7 @@ def run_experiment(
     )
     run.set_status("running")
     out = Collected()
+    prebuild_bases(spec, workers=min(len(spec.seeds), os.cpu_count() or 1))
     for seed in spec.seeds:
         run_seed(run, spec, seed, out)
     headline = write_report(run, spec, out, config_text or "")
