@@ -12,17 +12,16 @@ prompts, sampling or chunk size is refused instead of mixing two runs in one fil
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Backend, SamplingSpec, chat
 from sublab.errors import SublabError
 from sublab.jsonl import dumps_row
-from sublab.progress import progress
+from sublab.progress import progress, quiet_backend
 from sublab.store import atomic_write_bytes, atomic_write_json, hash_obj
 
 ROWS = "rows.jsonl"
@@ -37,20 +36,6 @@ def chunk_seed(seed: int, k: int) -> int:
     """The sampling seed of chunk ``k``: a function of ``(seed, k)`` only."""
     h = hashlib.sha256(f"sublab.generate:{seed}:{k}".encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
-
-
-@contextlib.contextmanager
-def _quiet(backend: Backend) -> Iterator[None]:
-    """Silence a backend's own progress bar while the chunk bar runs (if it has one)."""
-    if not hasattr(backend, "show_progress"):
-        yield
-        return
-    before = backend.show_progress
-    backend.show_progress = False
-    try:
-        yield
-    finally:
-        backend.show_progress = before
 
 
 def _check_plan(work_dir: Path, plan: dict[str, Any]) -> None:
@@ -110,7 +95,7 @@ def generate_rows(
     n_chunks = (len(prompts) + chunk_size - 1) // chunk_size
     done = [k for k in range(n_chunks) if (work_dir / chunk_name(k)).exists()]
     resumed = sum(min(chunk_size, len(prompts) - k * chunk_size) for k in done)
-    with progress() as bar, _quiet(backend):
+    with progress() as bar, quiet_backend(backend):
         task = bar.add_task("generate", total=len(prompts), completed=resumed)
         for k in range(n_chunks):
             path = work_dir / chunk_name(k)

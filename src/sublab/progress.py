@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,3 +39,17 @@ def quiet_transformers() -> None:
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+
+
+@contextlib.contextmanager
+def quiet_backend(backend: Any) -> Iterator[None]:
+    """Silence a backend's own progress bar (if it has one) while the caller's bar runs."""
+    if not hasattr(backend, "show_progress"):
+        yield
+        return
+    before = backend.show_progress
+    backend.show_progress = False
+    try:
+        yield
+    finally:
+        backend.show_progress = before

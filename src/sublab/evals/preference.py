@@ -24,10 +24,9 @@ All chats go to the backend in few large calls: the sampled replies in calls of 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
@@ -35,7 +34,7 @@ from sublab.backends.base import Backend, Chat, SamplingSpec, chat
 from sublab.config import Spec
 from sublab.evals.matching import match_answer
 from sublab.evals.questions import bundled_names, is_path, load_candidates, load_questions
-from sublab.progress import progress
+from sublab.progress import progress, quiet_backend
 from sublab.store import hash_obj
 
 RESULT_VERSION = 1
@@ -173,20 +172,6 @@ def _call_seed(seed: int, call: int) -> int:
     return int(hash_obj(["preference-eval", seed, call])[:8], 16)
 
 
-@contextlib.contextmanager
-def _quiet(backend: Backend) -> Iterator[None]:
-    """Silence a backend's own progress bar (if it has one) while the evaluation's bar runs."""
-    if not hasattr(backend, "show_progress"):
-        yield
-        return
-    before = backend.show_progress
-    backend.show_progress = False
-    try:
-        yield
-    finally:
-        backend.show_progress = before
-
-
 def _sample_replies(
     backend: Backend, chats: Sequence[Chat], n: int, sampling: SamplingSpec, per_call: int
 ) -> list[list[str]]:
@@ -259,7 +244,7 @@ def evaluate_preference(
     questions = build_questions(spec)
     candidates = load_candidates(spec.candidates)
     chats = [chat(q, system_prompt) for q in questions]
-    with _quiet(backend):
+    with quiet_backend(backend):
         replies = _sample_replies(
             backend, chats, spec.samples_per_question, spec.sampling, spec.chats_per_call
         )
