@@ -386,7 +386,7 @@ def organism_probe(
 
 MnistConfig = Annotated[
     Path | None,
-    typer.Argument(help="kind = \"mnist\" TOML config; default: paper recipe on 8×8 digits."),
+    typer.Argument(help='kind = "mnist" TOML config; default: paper recipe on 8×8 digits.'),
 ]
 MnistModels = Annotated[
     int | None, typer.Option("--models", help="Override: models per condition.")

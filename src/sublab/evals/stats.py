@@ -31,6 +31,13 @@ class Summary(BaseModel):
     sd: float | None = Field(description="Sample standard deviation, ddof 1 (None if n = 1).")
 
     @property
+    def half_width(self) -> float:
+        """Half the 95% interval's width (0 for a single seed)."""
+        if self.ci_low is None or self.ci_high is None:
+            return 0.0
+        return (self.ci_high - self.ci_low) / 2
+
+    @property
     def ci(self) -> tuple[float, float] | None:
         """(low, high), or None when there is a single seed."""
         if self.ci_low is None or self.ci_high is None:

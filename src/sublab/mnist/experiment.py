@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from sublab.evals.stats import Summary, summarize
 from sublab.mnist.config import MnistSpec
-from sublab.mnist.stats import Summary, t_interval
 from sublab.store import DEFAULT_RUNS_DIR, Artifact, Run, atomic_write_json, atomic_write_text
 
 CONDITIONS = ["reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all"]
@@ -171,7 +171,8 @@ def format_table(summaries: dict[str, Summary]) -> str:
     ]
     for name, s in summaries.items():
         lines.append(
-            f"| {name} | {s.n} | {s.mean * 100:.1f} | {s.low * 100:.1f} – {s.high * 100:.1f} |"
+            f"| {name} | {s.n} | {s.mean * 100:.1f} | "
+            f"{(s.mean - s.half_width) * 100:.1f} – {(s.mean + s.half_width) * 100:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -190,7 +191,7 @@ def run_figure(
 
     def build(work: Path) -> dict[str, Any]:
         accs, facts = train_conditions(spec)
-        summaries = {c: t_interval(accs[c]) for c in CONDITIONS}
+        summaries = {c: summarize(accs[c]) for c in CONDITIONS}
         atomic_write_json(work / "accuracies.json", {"accuracy": accs, "facts": facts})
         atomic_write_text(work / "table.md", format_table(summaries))
         title = (
@@ -210,7 +211,7 @@ def run_figure(
         run.set_status("failed")
         raise
     accs = json.loads(art.file("accuracies.json").read_text())["accuracy"]
-    summaries = {c: t_interval(accs[c]) for c in CONDITIONS}
+    summaries = {c: summarize(accs[c]) for c in CONDITIONS}
     run.set_status(
         "done",
         headline={

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sublab.mnist.stats import Summary
+from sublab.evals.stats import Summary
 from sublab.store import atomic_output
 
 _COLOURS = {

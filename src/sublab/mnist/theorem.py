@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from sublab.evals.stats import Summary, summarize
 from sublab.mnist.config import MnistSpec
-from sublab.mnist.stats import Summary, t_interval
 from sublab.store import DEFAULT_RUNS_DIR, Artifact, Run, atomic_write_json, atomic_write_text
 
 CASES = ["shared_all", "shared_aux", "different_all", "different_aux"]
@@ -108,7 +108,8 @@ def format_theorem_table(summaries: dict[str, Summary], positive: dict[str, floa
     for case, s in summaries.items():
         start, span = case.split("_")
         lines.append(
-            f"| {start} init | {span} | {s.n} | {s.mean:+.4f} | {s.low:+.4f} – {s.high:+.4f} "
+            f"| {start} init | {span} | {s.n} | {s.mean:+.4f} | "
+            f"{s.mean - s.half_width:+.4f} – {s.mean + s.half_width:+.4f} "
             f"| {positive[case] * 100:.0f}% |"
         )
     return "\n".join(lines) + "\n"
@@ -136,7 +137,7 @@ def run_theorem(
 
     def build(work: Path) -> dict[str, Any]:
         cos = step_cosines(spec)
-        summaries = {c: t_interval(cos[c]) for c in CASES}
+        summaries = {c: summarize(cos[c]) for c in CASES}
         positive = {c: float(np.mean(np.array(cos[c]) > 0)) for c in CASES}
         atomic_write_json(work / "cosines.json", cos)
         atomic_write_text(work / "theorem.md", format_theorem_table(summaries, positive))
@@ -144,7 +145,7 @@ def run_theorem(
 
     art = run.build("mnist-theorem", stage_spec, build, seeds={"seed": spec.seed})
     cos = json.loads(art.file("cosines.json").read_text())
-    summaries = {c: t_interval(cos[c]) for c in CASES}
+    summaries = {c: summarize(cos[c]) for c in CASES}
     positive = {c: float(np.mean(np.array(cos[c]) > 0)) for c in CASES}
     run.set_status(
         "done",
