@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def ensure_organism(
     with _file_lock(path.with_name(f".{path.name}.lock")):
         if is_built(path):
             return path
+        # a builder killed without cleanup leaves its work folder; we hold the lock, so any
+        # work folder of this key is stale
+        for stale in path.parent.glob(f".{path.name}.building-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         if path.exists() and not any(path.iterdir()):
             path.rmdir()
         return build_organism(spec, path, probe=probe)
