@@ -94,3 +94,16 @@ def test_changing_the_eval_reruns_only_evaluations(finished, tmp_path):
     run_config(changed, runs_dir=root)
     new = {p.name for p in run.path.iterdir()} - before
     assert new and all(name.startswith("eval-") for name in new)
+
+
+def test_seeds_in_worker_processes_give_the_same_results(finished):
+    from sublab.experiment.run import Collected, _parallel_seeds, run_seed
+
+    cfg, _, run = finished
+    spec = load_config(cfg)
+    here = Collected()
+    run_seed(run, spec, 0, here)  # every stage cached: only reads artifacts
+    there = _parallel_seeds(run, spec, workers=1)
+    assert there.results == here.results and there.results
+    assert there.filter_reports == here.filter_reports
+    assert there.strengths == here.strengths

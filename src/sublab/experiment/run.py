@@ -39,7 +39,6 @@ class Collected:
     results: list[dict[str, Any]] = field(default_factory=list)
     filter_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     strengths: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    stages: list[str] = field(default_factory=list)
 
 
 def base_model(spec: ExperimentSpec, seed: int) -> Model:
@@ -52,6 +51,46 @@ def base_model(spec: ExperimentSpec, seed: int) -> Model:
         return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
     assert spec.bases.model is not None
     return _fixed_model(spec.bases.model, "base")
+
+
+def seed_workers(spec: ExperimentSpec) -> int:
+    """How many seeds run side by side: the spec's ``workers``, or one per CPU core (CPU only)."""
+    if spec.workers is not None:
+        return min(spec.workers, len(spec.seeds))
+    from sublab.backends.hf import resolve_device
+
+    if resolve_device(spec.backend.device).type != "cpu":
+        return 1
+    return max(1, min(len(spec.seeds), os.cpu_count() or 1))
+
+
+def _seed_job(run_path: str, spec: ExperimentSpec, seed: int) -> Collected:
+    import torch
+
+    torch.set_num_threads(1)
+    out = Collected()
+    run_seed(Run(run_path), spec, seed, out)
+    return out
+
+
+def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
+    """Every seed's stages in ``workers`` processes; results merged in seed order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    merged = Collected()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        jobs = [pool.submit(_seed_job, str(run.path), spec, seed) for seed in spec.seeds]
+        for job in jobs:
+            part = job.result()
+            merged.results += part.results
+            merged.filter_reports.update(part.filter_reports)
+            for target, values in part.strengths.items():
+                mine = merged.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+                for key, xs in values.items():
+                    mine[key] += xs
+    return merged
 
 
 def _ensure_one(spec: OrganismSpec) -> str:
@@ -267,10 +306,14 @@ def run_experiment(
         spec.name, kind="experiment", config=spec, config_text=config_text, runs_dir=root
     )
     run.set_status("running")
-    out = Collected()
-    prebuild_bases(spec, workers=min(len(spec.seeds), os.cpu_count() or 1))
-    for seed in spec.seeds:
-        run_seed(run, spec, seed, out)
+    workers = seed_workers(spec)
+    prebuild_bases(spec, workers)
+    if workers > 1:
+        out = _parallel_seeds(run, spec, workers)
+    else:
+        out = Collected()
+        for seed in spec.seeds:
+            run_seed(run, spec, seed, out)
     headline = write_report(run, spec, out, config_text or "")
     run.set_status("done", headline=headline)
     return run

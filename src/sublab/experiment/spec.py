@@ -154,6 +154,12 @@ class ExperimentSpec(Spec):
     backend: BackendSettings = Field(
         default_factory=BackendSettings, description="Device, dtype and batch size for sampling."
     )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Seeds run side by side in separate processes (one torch thread each). "
+        "None: one per CPU core, at most one per seed, on CPU; 1 on a GPU.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
