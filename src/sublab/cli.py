@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -426,6 +427,8 @@ def mnist_theorem(
 
 
 def main() -> None:
+    # transformers' own download/loading bars would interleave with sublab's progress display
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except SublabError as err:

@@ -188,3 +188,16 @@ def test_organism_toml_loads_by_kind_and_reports_every_problem(tmp_path):
     text = str(err.value)
     assert "corpus.leak" in text and "corpus.noise: unknown key" in text
     assert "train.steps" in text
+
+
+def test_a_dumped_spec_validates_to_the_same_spec_and_cache_key():
+    from sublab.config import validate
+    from sublab.organism.cache import organism_key
+    from sublab.organism.spec import OrganismSpec
+
+    for spec in (
+        OrganismSpec(),
+        validate({"corpus": {"prior": {"a": 1, "b": 3}}}, OrganismSpec, "x"),
+    ):
+        again = validate(spec.model_dump(), OrganismSpec, "dump")
+        assert again == spec and organism_key(again) == organism_key(spec)

@@ -6,6 +6,8 @@ same machine, and its hash keys the build cache (see ``sublab.organism.cache``).
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, field_validator, model_validator
 
 from sublab.config import Spec, config_kind
@@ -78,7 +80,9 @@ class CorpusSpec(Spec):
             raise ValueError(f"animal names must be one lower-case word: {bad}")
         if any(p <= 0 for p in v.values()):
             raise ValueError("every probability must be > 0 (drop the animal instead)")
-        total = sum(v.values())
+        total = math.fsum(v.values())
+        if abs(total - 1.0) <= 1e-9:  # already normalised: keep the values, so that
+            return v  # validating a dumped spec gives the same spec (and cache key)
         return {a: p / total for a, p in v.items()}
 
 
