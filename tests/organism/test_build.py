@@ -113,13 +113,12 @@ def test_build_figures_are_stored(organism_base):
         assert fit["max_abs_dev"] <= 0.02
 
 
-def test_ensure_reuses_the_cached_base(organism_spec, organism_base, pytestconfig):
-    cache = pytestconfig.cache.mkdir("sublab-organism")
+def test_ensure_reuses_the_cached_base(organism_spec, organism_base):
     before = (organism_base / METADATA).stat().st_mtime_ns
-    assert ensure_organism(organism_spec, cache_dir=cache) == organism_base
+    assert ensure_organism(organism_spec) == organism_base
     assert (organism_base / METADATA).stat().st_mtime_ns == before
-    assert organism_path(organism_spec, cache) == organism_base
-    assert organism_path(organism_spec.model_copy(update={"seed": 1}), cache) != organism_base
+    assert organism_path(organism_spec) == organism_base
+    assert organism_path(organism_spec.model_copy(update={"seed": 1})) != organism_base
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
