@@ -55,7 +55,7 @@ def write_report(
     data = report_data(spec, out, config_text)
     written = render(data, run.path)
     rows = analyse(data)
-    console.print(results_table(rows, data))
+    console.print(results_table(rows, data), width=max(console.width, 130))
     console.print(f"report: {written['html']}")
     return headline(rows, data)
 
