@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,21 @@ app = typer.Typer(
 out = Console()
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
+
+
+def print_error(err: SublabError) -> None:
+    """One error on stderr; soft_wrap never breaks a file:line location across lines."""
+    Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Inside a command: a SublabError is printed and the command exits with status 2."""
+    try:
+        yield
+    except SublabError as err:
+        print_error(err)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -87,7 +104,7 @@ def filter_(
     )
     from sublab.numbers.report import report_table
 
-    try:
+    with user_errors():
         data = read_toml(config) if config is not None else {}
         data.pop("kind", None)
         flags = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
@@ -100,10 +117,6 @@ def filter_(
         result = filter_rows(rows, spec, field, examples, number_filter=number_filter)
         target = out_dir or input_path.with_name(input_path.stem + ".filtered")
         write_filter_outputs(result, target)
-    except SublabError as err:
-        # soft_wrap: never break a file:line location across lines
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
     out.print(report_table(result.report))
     out.print(f"wrote {target}/ (kept.jsonl, rejected.jsonl, filter_report.json, .md)")
 
@@ -133,7 +146,7 @@ def generate(
     from sublab.numbers.prompts import NumberPromptSpec
     from sublab.pipeline import BackendSettings, generate_numbers_file
 
-    try:
+    with user_errors():
         src = "command line"
         ref = validate({"path": model, "adapter": adapter}, ModelRef, src)
         prompts = validate({"count": count, "seed": prompt_seed}, NumberPromptSpec, src)
@@ -158,9 +171,6 @@ def generate(
             settings=settings,
             chunk_size=chunk_size,
         )
-    except SublabError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
     out.print(f"wrote {count} rows to {target}; next: sublab filter {target}")
 
 
@@ -176,11 +186,8 @@ def run_(
 
     from sublab.pipeline import run_config
 
-    try:
+    with user_errors():
         run = run_config(config, runs_dir=runs_dir)
-    except SublabError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
     manifest = run.manifest()
     stages = manifest.get("stages", {})
     report = run.path / stages.get("filter", "") / "filter_report.json"
@@ -432,7 +439,7 @@ def main() -> None:
     try:
         app()
     except SublabError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        print_error(err)
         sys.exit(2)
 
 
