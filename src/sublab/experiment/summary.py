@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from sublab.report import ReportData, ResultRow, TableRow, TeacherStrength, analyse, fmt, fmt_p
+from sublab.report import (
+    ReportData,
+    ResultRow,
+    TableRow,
+    TeacherStrength,
+    analyse,
+    fmt,
+    fmt_p,
+    is_control,
+)
 from sublab.report import render_report as render
 from sublab.store import Run, now_iso
 
@@ -96,13 +105,16 @@ def results_table(rows: list[TableRow], data: ReportData) -> Table:
 
 
 def headline(rows: list[TableRow], data: ReportData) -> dict[str, Any]:
-    """Figures for the runs index: each student's mean on the first target vs its control."""
+    """Figures for the runs index: each student's mean on the first target and its difference
+    from its matched control (controls themselves are left to the report)."""
     out: dict[str, Any] = {}
     if not rows:
         return out
     metric, target = rows[0].metric, rows[0].target
     for r in rows:
         if r.metric == metric and r.target == target and r.comparison is not None:
+            if is_control(r.condition):
+                continue
             out[f"{r.condition}"] = round(r.summary.mean, 4)
             out[f"{r.condition}_diff"] = round(r.comparison.diff_mean, 4)
     return out
