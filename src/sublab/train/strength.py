@@ -9,7 +9,7 @@ probability of the rows' completions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,12 @@ def _encode(
     return tok, encode_rows(tok, rows, max_length, use_system_prompt=use_system_prompt)
 
 
+def _batches(enc: Any, batch_size: int, dev: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """The encoded rows in order, ``batch_size`` at a time, on ``dev``."""
+    for idx in sequential_batches(enc.lengths, batch_size):
+        yield {k: v.to(dev) for k, v in collate(enc, idx).items()}
+
+
 @torch.no_grad()
 def number_kl(
     teacher: str | Path,
@@ -58,8 +64,7 @@ def number_kl(
     b_model = load_model(base, dev, torch.float32, "base").eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for idx in sequential_batches(enc.lengths, batch_size):
-        batch = {k: v.to(dev) for k, v in collate(enc, idx).items()}
+    for batch in _batches(enc, batch_size, dev):
         t_hidden, _ = label_hidden(t_model, batch)
         b_hidden, _ = label_hidden(b_model, batch)
         kl = per_token_kl(head_logits(t_model, t_hidden), head_logits(b_model, b_hidden))
@@ -84,8 +89,7 @@ def mean_logprob(
     m = load_model(model, dev, torch.float32, "model").eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for idx in sequential_batches(enc.lengths, batch_size):
-        batch = {k: v.to(dev) for k, v in collate(enc, idx).items()}
+    for batch in _batches(enc, batch_size, dev):
         hidden, targets = label_hidden(m, batch)
         logp = torch.log_softmax(head_logits(m, hidden).double(), dim=-1)
         total += logp.gather(1, targets.unsqueeze(1)).sum().cpu()
