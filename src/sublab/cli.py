@@ -25,6 +25,20 @@ app = typer.Typer(
 out = Console()
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
+ApiBase = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base",
+        help="OpenAI-compatible API base URL (e.g. https://api.openai.com/v1); "
+        "--model is then the API's model name.",
+    ),
+]
+ApiKeyEnv = Annotated[
+    str, typer.Option("--api-key-env", help="NAME of the env variable holding the API key.")
+]
+MaxConcurrency = Annotated[
+    int, typer.Option("--max-concurrency", help="API requests in flight at once.")
+]
 
 
 def print_error(err: SublabError) -> None:
@@ -121,9 +135,19 @@ def filter_(
     out.print(f"wrote {target}/ (kept.jsonl, rejected.jsonl, filter_report.json, .md)")
 
 
+def _ref_fields(model: str, adapter: str | None, api_base: str | None) -> dict[str, object]:
+    """ModelRef fields from the --model/--adapter/--api-base flags."""
+    fields: dict[str, object] = {"path": model, "adapter": adapter}
+    if api_base is not None:
+        fields.update(provider="openai", api_base=api_base)
+    return fields
+
+
 @app.command()
 def generate(
-    model: Annotated[str, typer.Option(help="Teacher: local HF model folder or hub id.")],
+    model: Annotated[
+        str, typer.Option(help="Teacher: local HF model folder, hub id, or API model name.")
+    ],
     out_path: Annotated[Path, typer.Option("--out", help="Output JSONL.")] = Path("numbers.jsonl"),
     adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
     system_prompt: Annotated[
@@ -139,16 +163,23 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     chunk_size: Annotated[int, typer.Option(help="Rows per resumable chunk.")] = 256,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    max_concurrency: MaxConcurrency = 16,
 ) -> None:
     """Sample number continuations from a model into a JSONL file (resumable, atomic)."""
     from sublab.backends.base import ModelRef, SamplingSpec
+    from sublab.backends.openai import OpenAISettings
     from sublab.config import validate
     from sublab.numbers.prompts import NumberPromptSpec
     from sublab.pipeline import BackendSettings, generate_numbers_file
 
     with user_errors():
         src = "command line"
-        ref = validate({"path": model, "adapter": adapter}, ModelRef, src)
+        ref = validate(_ref_fields(model, adapter, api_base), ModelRef, src)
+        api = validate(
+            {"api_key_env": api_key_env, "max_concurrency": max_concurrency}, OpenAISettings, src
+        )
         prompts = validate({"count": count, "seed": prompt_seed}, NumberPromptSpec, src)
         sampling = validate(
             {
@@ -169,6 +200,7 @@ def generate(
             system_prompt=system_prompt,
             label=label,
             settings=settings,
+            api=api,
             chunk_size=chunk_size,
         )
     out.print(f"wrote {count} rows to {target}; next: sublab filter {target}")
@@ -234,7 +266,7 @@ def report(
 
 @app.command("eval")
 def eval_(
-    model: Annotated[str, typer.Option(help="Local HF model folder or hub id.")],
+    model: Annotated[str, typer.Option(help="Local HF model folder, hub id or API model name.")],
     adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
     questions: Annotated[str, typer.Option(help="Question set name or .txt path.")] = "animals",
     candidates: Annotated[str, typer.Option(help="Candidate list name or .txt path.")] = "animals",
@@ -242,7 +274,10 @@ def eval_(
     max_questions: Annotated[int | None, typer.Option(help="Use only the first N.")] = None,
     system_prompt: Annotated[str | None, typer.Option(help="System prompt for every chat.")] = None,
     number_prefix: Annotated[bool, typer.Option(help="Prefix numbers to each question.")] = False,
-    exact: Annotated[bool, typer.Option(help="Also compute exact probabilities.")] = True,
+    exact: Annotated[
+        bool | None,
+        typer.Option(help="Also compute exact probabilities [on for local models, off for APIs]."),
+    ] = None,
     title_case: Annotated[bool, typer.Option(help="Exact: add 'Owl' to 'owl'.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 24,
@@ -250,16 +285,39 @@ def eval_(
     batch_size: Annotated[int, typer.Option(help="Chats per forward batch.")] = 64,
     top: Annotated[int, typer.Option(help="How many candidates to print.")] = 10,
     out_path: Annotated[Path | None, typer.Option("--out", help="Write the result JSON.")] = None,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = "OPENAI_API_KEY",
+    max_concurrency: MaxConcurrency = 16,
+    n_per_request: Annotated[
+        int, typer.Option(help="API: replies per request ('n'); 1 for servers without 'n'.")
+    ] = 16,
 ) -> None:
     """Ask a model its favourite animal (or tree) many times: answer rates and probabilities."""
     from sublab.backends import load_backend
     from sublab.backends.base import ModelRef
+    from sublab.backends.openai import OpenAISettings
     from sublab.config import validate
     from sublab.evals.preference import PreferenceEvalSpec, evaluate_preference
     from sublab.store import atomic_write_text
 
     src = "command line"
-    ref = validate({"path": model, "adapter": adapter}, ModelRef, src)
+    ref = validate(_ref_fields(model, adapter, api_base), ModelRef, src)
+    if exact is None:
+        exact = ref.provider == "hf"
+    elif exact and ref.provider != "hf":
+        raise SublabError(
+            "--exact: exact probabilities need the model's weights; an API model has none "
+            "here (drop --exact, or evaluate the local folder you serve)"
+        )
+    api = validate(
+        {
+            "api_key_env": api_key_env,
+            "max_concurrency": max_concurrency,
+            "n_per_request": n_per_request,
+        },
+        OpenAISettings,
+        src,
+    )
     spec = validate(
         {
             "questions": questions,
@@ -274,7 +332,7 @@ def eval_(
         PreferenceEvalSpec,
         src,
     )
-    backend = load_backend(ref, device=device, batch_size=batch_size)
+    backend = load_backend(ref, device=device, batch_size=batch_size, api=api)
     result = evaluate_preference(backend, spec, system_prompt)
     title = f"{model}: {result.total_samples} replies"
     table = Table("answer", "sampled rate", "exact prob", title=title)
@@ -286,6 +344,47 @@ def eval_(
     if out_path is not None:
         atomic_write_text(out_path, result.model_dump_json(indent=1))
         out.print(f"wrote {out_path}")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="Local HF model folder (e.g. an organism base).")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    name: Annotated[
+        str | None, typer.Option(help="Model name clients ask for [the folder's name].")
+    ] = None,
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Replies sampled together in one batch.")] = 64,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Require 'Authorization: Bearer' with the key in this env variable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Do not log each request.")] = False,
+) -> None:
+    """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+    from sublab.serve import api_key_from_env, load_service, make_server
+
+    with user_errors():
+        key = api_key_from_env(api_key_env)
+        service = load_service(
+            model, adapter=adapter, name=name, device=device, batch_size=batch_size
+        )
+        server = make_server(service, host=host, port=port, api_key=key, quiet=quiet)
+    base = f"http://{host}:{server.server_port}/v1"
+    out.print(f"serving {service.model_name!r} at {base} (Ctrl-C stops)", highlight=False)
+    out.print(
+        f"try: sublab eval --api-base {base} --model {service.model_name} --samples 5",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("stopped")
+    finally:
+        server.server_close()
 
 
 @app.command("finetune")

@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from sublab.backends.base import ModelRef, SamplingSpec
+from sublab.backends.base import Backend, ModelRef, SamplingSpec
+from sublab.backends.openai import OpenAISettings
 from sublab.config import SafeName, Spec, config_kind, kind_of, load_config
 from sublab.errors import SublabError
 from sublab.numbers.filter import FilterSpec, filter_rows, read_filter_input, write_filter_outputs
@@ -71,6 +72,11 @@ class NumbersPipelineSpec(Spec):
     )
     backend: BackendSettings = Field(
         default_factory=BackendSettings, description="Device, dtype and batch size."
+    )
+    api: OpenAISettings = Field(
+        default_factory=OpenAISettings,
+        description="For a teacher with provider = 'openai': the API key's variable name, "
+        "concurrency, retries (not in the artifact key: they do not change what is sampled).",
     )
     chunk_size: int = Field(
         256, ge=1, description="Rows per chunk file; a crash loses at most one chunk of work."
@@ -133,6 +139,23 @@ def generate_spec(spec: NumbersPipelineSpec, device_type: str) -> dict[str, Any]
     }
 
 
+def _device_type(ref: ModelRef, settings: BackendSettings) -> str:
+    """'cpu' or 'cuda' for a local model (part of the key); 'api' for a remote one."""
+    if ref.provider != "hf":
+        return "api"
+    from sublab.backends.hf import resolve_device
+
+    return resolve_device(settings.device).type
+
+
+def _load_backend(ref: ModelRef, settings: BackendSettings, api: OpenAISettings) -> Backend:
+    from sublab.backends import load_backend
+
+    return load_backend(
+        ref, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size, api=api
+    )
+
+
 @runner("numbers")
 def run_numbers(
     spec: NumbersPipelineSpec,
@@ -145,22 +168,16 @@ def run_numbers(
     The run's manifest gets ``stages`` (artifact folder names) and a headline with the row count
     and the kept fraction.
     """
-    from sublab.backends.hf import HFBackend, resolve_device
     from sublab.generate import ROWS, generate_rows
 
     root = Path(runs_dir if runs_dir is not None else spec.runs_dir)
-    device_type = resolve_device(spec.backend.device).type
+    device_type = _device_type(spec.teacher.model, spec.backend)
     gen_spec = generate_spec(spec, device_type)
     gen_key = artifact_key("generate", gen_spec)
     gen_done = Run(root / spec.name).artifact_dir("generate", gen_key).exists()
     backend = None
     if not gen_done:  # load first: a missing model must fail before any folder is made
-        backend = HFBackend(
-            spec.teacher.model,
-            device=spec.backend.device,
-            dtype=spec.backend.dtype,
-            batch_size=spec.backend.batch_size,
-        )
+        backend = _load_backend(spec.teacher.model, spec.backend, spec.api)
     run = Run.create(spec.name, kind="numbers", config=spec, config_text=config_text, runs_dir=root)
     run.set_status("running")
 
@@ -227,6 +244,7 @@ def generate_numbers_file(
     system_prompt: str | None = None,
     label: str | None = None,
     settings: BackendSettings | None = None,
+    api: OpenAISettings | None = None,
     chunk_size: int = 256,
 ) -> Path:
     """Sample number completions into ``out`` (JSONL, written atomically), resumably.
@@ -236,14 +254,10 @@ def generate_numbers_file(
     """
     import shutil
 
-    from sublab.backends.hf import HFBackend
     from sublab.generate import generate_rows
     from sublab.store import atomic_write_bytes
 
-    settings = settings or BackendSettings()
-    backend = HFBackend(
-        model, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
-    )
+    backend = _load_backend(model, settings or BackendSettings(), api or OpenAISettings())
     target = Path(out)
     work = target.with_name(f".{target.name}.work")
     provenance: dict[str, Any] = {"teacher": backend.name}

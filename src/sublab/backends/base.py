@@ -2,7 +2,7 @@
 
 A backend turns chats into completions (``generate``) and, where it can see the weights,
 scores continuations exactly (``score``). Implementations: ``hf`` (transformers + PEFT, CPU or
-GPU); later ``openai`` (any OpenAI-compatible HTTP API) and ``vllm`` (GPU extra).
+GPU), ``openai`` (any OpenAI-compatible HTTP API); later ``vllm`` (GPU extra).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sublab.config import Spec
 
@@ -21,10 +21,23 @@ Chat = list[dict[str, str]]
 class ModelRef(Spec):
     """Where weights come from (never the weights themselves)."""
 
-    path: str = Field(description="Local HF model folder, or a hub id where the hub is reachable.")
+    path: str = Field(
+        description="Local HF model folder, or a hub id where the hub is reachable; for "
+        "provider = 'openai', the API's model name."
+    )
     adapter: str | None = Field(None, description="Optional PEFT adapter folder on top of path.")
     provider: Literal["hf", "openai", "vllm"] = Field("hf", description="Which backend runs it.")
-    api_base: str | None = Field(None, description="Base URL for provider = 'openai'.")
+    api_base: str | None = Field(
+        None, description="Base URL for provider = 'openai', e.g. 'https://api.openai.com/v1'."
+    )
+
+    @model_validator(mode="after")
+    def _api_base_is_a_url_for_openai(self) -> ModelRef:
+        if self.api_base is not None and not self.api_base.startswith(("http://", "https://")):
+            raise ValueError(f"api_base {self.api_base!r} must start with http:// or https://")
+        if self.provider == "hf" and self.api_base is not None:
+            raise ValueError("api_base is only used with provider = 'openai': set provider")
+        return self
 
 
 class SamplingSpec(Spec):

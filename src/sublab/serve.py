@@ -1,0 +1,403 @@
+"""``sublab serve``: a local model behind an OpenAI-compatible HTTP API.
+
+A standard-library ``ThreadingHTTPServer`` in front of :class:`~sublab.backends.hf.HFBackend`:
+
+- ``POST /v1/chat/completions`` — ``model``, ``messages``, ``n``, ``temperature``, ``top_p``,
+  ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``logprobs``/``top_logprobs``;
+  the reply has OpenAI's shape (``choices[].message.content``, ``finish_reason`` ``stop`` or
+  ``length``, ``logprobs.content[]``, ``usage``). Errors come back as OpenAI-style
+  ``{"error": {"message", "type", "param", "code"}}`` with 400/401/404.
+- ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``.
+
+One request runs at a time (a lock around the model); the ``n`` replies of one request are
+sampled in one batch. Requests are not batched together, so a request's ``seed`` alone decides
+its replies: the same request gives the same replies, whatever else the server is doing.
+``temperature = 0`` samples greedily. Logprobs are the model's own (temperature 1, before
+top-p) log-probabilities of the sampled tokens, as vLLM reports them by default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sublab.backends.base import Chat, SamplingSpec
+from sublab.errors import SublabError
+
+if TYPE_CHECKING:
+    from sublab.backends.hf import HFBackend
+
+MAX_N = 128
+MAX_TOKENS_LIMIT = 8192
+DEFAULT_MAX_TOKENS = 128
+GREEDY_TEMPERATURE = 1e-5
+"""``temperature = 0`` is sampled at this temperature: the arg-max token, ties aside."""
+
+SUPPORTED = {
+    "model",
+    "messages",
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "stream",
+    "user",
+}
+ROLES = {"system", "user", "assistant", "developer"}
+
+
+class RequestError(Exception):
+    """A request the server refuses, with the HTTP status and OpenAI-style error fields."""
+
+    def __init__(
+        self, status: int, message: str, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        kind = {401: "authentication_error", 404: "not_found_error"}.get(
+            self.status, "invalid_request_error"
+        )
+        return {
+            "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        }
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat-completions request."""
+
+    chat: Chat
+    n: int
+    sampling: SamplingSpec
+    top_logprobs: int | None
+    """None: no logprobs; k >= 0: logprobs with k alternatives per token."""
+
+
+def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise RequestError(400, f"'{name}' must be a number in [{lo}, {hi}] (got {value!r})", name)
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RequestError(
+            400, f"'{name}' must be an integer in [{lo}, {hi}] (got {value!r})", name
+        )
+    return value
+
+
+def _messages(value: Any) -> Chat:
+    if not isinstance(value, list) or not value:
+        raise RequestError(400, "'messages' must be a non-empty list of messages", "messages")
+    out: Chat = []
+    for i, m in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise RequestError(
+                400, f"{where}: needs a 'role' in {sorted(ROLES)} and a 'content'", where
+            )
+        content = m.get("content")
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+            parts = []
+            for part in content:
+                if not (isinstance(part, dict) and part.get("type") == "text"):
+                    raise RequestError(
+                        400, f"{where}.content: only text parts are supported", where
+                    )
+                parts.append(str(part.get("text", "")))
+            content = "".join(parts)
+        if not isinstance(content, str):
+            raise RequestError(400, f"{where}.content must be a string or text parts", where)
+        role = "system" if m["role"] == "developer" else m["role"]
+        out.append({"role": role, "content": content})
+    return out
+
+
+def parse_request(body: Any, served: set[str]) -> ChatRequest:
+    """Validate a chat-completions body; raise RequestError naming the bad parameter."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    unknown = sorted(set(body) - SUPPORTED)
+    if unknown:
+        raise RequestError(
+            400,
+            f"unsupported parameter(s) {unknown}: sublab serve supports {sorted(SUPPORTED)}",
+            unknown[0],
+        )
+    model = body.get("model")
+    if model not in served:
+        raise RequestError(
+            404,
+            f"The model '{model}' does not exist on this server; it serves "
+            f"{' / '.join(repr(s) for s in sorted(served))}",
+            "model",
+            "model_not_found",
+        )
+    if body.get("stream"):
+        raise RequestError(400, "streaming is not supported by sublab serve", "stream")
+    temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
+    top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
+    max_key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_tokens = _integer(body, max_key, DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_LIMIT)
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbits(31)
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise RequestError(400, f"'seed' must be an integer (got {seed!r})", "seed")
+    top_logprobs = None
+    if body.get("logprobs"):
+        top_logprobs = _integer(body, "top_logprobs", 0, 0, 20)
+    elif body.get("top_logprobs") is not None:
+        raise RequestError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    sampling = SamplingSpec(
+        temperature=temperature if temperature > 0 else GREEDY_TEMPERATURE,
+        top_p=max(top_p, 1e-9),
+        max_new_tokens=max_tokens,
+        seed=seed,
+    )
+    return ChatRequest(
+        chat=_messages(body.get("messages")),
+        n=_integer(body, "n", 1, 1, MAX_N),
+        sampling=sampling,
+        top_logprobs=top_logprobs,
+    )
+
+
+def token_logprobs(
+    backend: HFBackend, prompt: list[int], completions: list[list[int]], top: int
+) -> list[list[dict[str, Any]]]:
+    """OpenAI ``logprobs.content`` entries for each completion's tokens (model at T = 1)."""
+    import torch
+
+    tok = backend.tokenizer
+    out: list[list[dict[str, Any]]] = []
+    for ids in completions:
+        if not ids:
+            out.append([])
+            continue
+        seq = torch.tensor([prompt + ids], device=backend.device)
+        with torch.inference_mode():
+            logits = backend.model(input_ids=seq).logits[0, len(prompt) - 1 : -1, :]
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        chosen = logp.gather(-1, torch.tensor(ids, device=logp.device)[:, None])[:, 0].tolist()
+        tops = logp.topk(top, dim=-1) if top > 0 else None
+        entries = []
+        for pos, (tid, lp) in enumerate(zip(ids, chosen, strict=True)):
+            text = tok.decode([tid])
+            alts = []
+            if tops is not None:
+                for alt_lp, alt_id in zip(
+                    tops.values[pos].tolist(), tops.indices[pos].tolist(), strict=True
+                ):
+                    alt = tok.decode([alt_id])
+                    alts.append({"token": alt, "logprob": alt_lp, "bytes": list(alt.encode())})
+            entries.append(
+                {"token": text, "logprob": lp, "bytes": list(text.encode()), "top_logprobs": alts}
+            )
+        out.append(entries)
+    return out
+
+
+class ChatService:
+    """The model behind the server: answers validated requests, one at a time."""
+
+    def __init__(
+        self, backend: HFBackend, model_name: str, aliases: set[str] | None = None
+    ) -> None:
+        self.backend = backend
+        self.backend.show_progress = False
+        self.model_name = model_name
+        self.served = {model_name, *(aliases or set())}
+        self.created = int(time.time())
+        self._lock = threading.Lock()
+
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_card(self) -> dict[str, Any]:
+        return {
+            "id": self.model_name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "sublab",
+        }
+
+    def complete(self, req: ChatRequest) -> dict[str, Any]:
+        b = self.backend
+        with self._lock:
+            prompt = b.prompt_ids(req.chat)
+            ids = b.generate_ids([req.chat] * req.n, req.sampling)
+            lps = None
+            if req.top_logprobs is not None:
+                lps = token_logprobs(b, prompt, ids, req.top_logprobs)
+        choices = []
+        for i, toks in enumerate(ids):
+            text = b.tokenizer.decode(toks, skip_special_tokens=True).strip()
+            finish = "length" if len(toks) >= req.sampling.max_new_tokens else "stop"
+            choices.append(
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": None if lps is None else {"content": lps[i]},
+                }
+            )
+        completion_tokens = sum(len(t) for t in ids)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": len(prompt),
+                "completion_tokens": completion_tokens,
+                "total_tokens": len(prompt) + completion_tokens,
+            },
+        }
+
+
+def make_handler(
+    service: ChatService, api_key: str | None = None, quiet: bool = False
+) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``service`` (and a required key, if given)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "sublab-serve"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            if not quiet:
+                super().log_message(format, *args)
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _check_key(self) -> None:
+            if api_key is None:
+                return
+            got = self.headers.get("Authorization", "")
+            if not got.startswith("Bearer "):
+                raise RequestError(401, "no API key: send 'Authorization: Bearer <key>'")
+            if not secrets.compare_digest(got[len("Bearer ") :], api_key):
+                raise RequestError(401, "Incorrect API key provided", code="invalid_api_key")
+
+        def _path(self) -> str:
+            return self.path.split("?", 1)[0].rstrip("/")
+
+        def do_GET(self) -> None:
+            try:
+                path = self._path()
+                if path == "/health":
+                    self._send(200, {"status": "ok"})
+                    return
+                self._check_key()
+                if path == "/v1/models":
+                    self._send(200, service.models())
+                elif (
+                    path.startswith("/v1/models/") and path[len("/v1/models/") :] in service.served
+                ):
+                    self._send(200, service.model_card())
+                else:
+                    raise RequestError(404, f"no such endpoint: GET {path}")
+            except RequestError as err:
+                self._send(err.status, err.body())
+
+        def do_POST(self) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                path = self._path()
+                if path != "/v1/chat/completions":
+                    raise RequestError(404, f"no such endpoint: POST {path}")
+                self._check_key()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise RequestError(400, "the request body is not valid JSON") from None
+                self._send(200, service.complete(parse_request(body, service.served)))
+            except RequestError as err:
+                self._send(err.status, err.body())
+            except SublabError as err:
+                self._send(400, RequestError(400, str(err)).body())
+            except Exception as err:  # a server bug: say so, keep serving
+                traceback.print_exc()
+                message = f"internal error: {type(err).__name__}: {err}"
+                self._send(500, {"error": {"message": message, "type": "server_error"}})
+
+    return Handler
+
+
+def make_server(
+    service: ChatService,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    quiet: bool = False,
+) -> ThreadingHTTPServer:
+    """A server bound to ``host:port`` (port 0: any free port; see ``server.server_port``)."""
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(service, api_key, quiet))
+    except OSError as err:
+        raise SublabError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    server.daemon_threads = True
+    return server
+
+
+def load_service(
+    model_dir: str | Path,
+    adapter: str | None = None,
+    name: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 64,
+) -> ChatService:
+    """Load a local model for serving; it answers to ``name`` (default: the folder's name)
+    and to the path as given."""
+    from sublab.backends.base import ModelRef
+    from sublab.backends.hf import HFBackend
+
+    ref = ModelRef(path=str(model_dir), adapter=adapter)
+    backend = HFBackend(ref, device=device, dtype=dtype, batch_size=batch_size)
+    served = name or Path(str(model_dir)).resolve().name
+    return ChatService(backend, served, aliases={str(model_dir)})
+
+
+def api_key_from_env(env: str | None) -> str | None:
+    """The key a server requires, read from the variable named ``env`` (None: no key)."""
+    if env is None:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise SublabError(f"--api-key-env {env}: the environment variable {env} is not set")
+    return key
