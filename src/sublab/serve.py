@@ -18,6 +18,7 @@ top-p) log-probabilities of the sampled tokens, as vLLM reports them by default.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -234,6 +236,8 @@ class ChatService:
         self.model_name = model_name
         self.served = {model_name, *(aliases or set())}
         self.created = int(time.time())
+        self.requests_served = 0
+        """Chat-completion requests answered so far."""
         self._lock = threading.Lock()
 
     def models(self) -> dict[str, Any]:
@@ -255,6 +259,7 @@ class ChatService:
             lps = None
             if req.top_logprobs is not None:
                 lps = token_logprobs(b, prompt, ids, req.top_logprobs)
+            self.requests_served += 1
         choices = []
         for i, toks in enumerate(ids):
             text = b.tokenizer.decode(toks, skip_special_tokens=True).strip()
@@ -372,6 +377,22 @@ def make_server(
         raise SublabError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     server.daemon_threads = True
     return server
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    service: ChatService, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None
+) -> Iterator[str]:
+    """Serve in a background thread; yields the base URL (``http://host:port/v1``)."""
+    server = make_server(service, host=host, port=port, api_key=api_key, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, name="sublab-serve", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def load_service(
