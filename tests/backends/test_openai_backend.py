@@ -139,7 +139,7 @@ def test_api_key_from_the_named_variable(service, monkeypatch):
         monkeypatch.setenv("SUBLAB_TEST_KEY", "k-123")
         assert len(b.generate([A, B], SAMPLING)) == 2
         monkeypatch.setenv("SUBLAB_TEST_KEY", "k-wrong")
-        with pytest.raises(SublabError, match="Incorrect API key.*SUBLAB_TEST_KEY was sent"):
+        with pytest.raises(SublabError, match=r"Incorrect API key.*SUBLAB_TEST_KEY was sent"):
             b.generate([A], SAMPLING)
 
 
@@ -265,9 +265,11 @@ def test_exponential_backoff_doubles():
 
 
 def test_persistent_5xx_gives_up_with_the_servers_message():
-    with scripted(Reply(503, error_body("model overloaded"))) as (url, s):
-        with pytest.raises(SublabError) as err:
-            backend_for(url, model="m").generate([A], SAMPLING)
+    with (
+        scripted(Reply(503, error_body("model overloaded"))) as (url, s),
+        pytest.raises(SublabError) as err,
+    ):
+        backend_for(url, model="m").generate([A], SAMPLING)
     assert len(s.seen) == 3  # 1 + max_retries
     msg = str(err.value)
     assert "gave up after 3 attempt(s); last error: HTTP 503: model overloaded" in msg
@@ -275,9 +277,11 @@ def test_persistent_5xx_gives_up_with_the_servers_message():
 
 
 def test_4xx_is_not_retried():
-    with scripted(Reply(400, error_body("'top_p' is invalid"))) as (url, s):
-        with pytest.raises(SublabError, match=r"model 'm': HTTP 400: 'top_p' is invalid"):
-            backend_for(url, model="m").generate([A], SAMPLING)
+    with (
+        scripted(Reply(400, error_body("'top_p' is invalid"))) as (url, s),
+        pytest.raises(SublabError, match=r"model 'm': HTTP 400: 'top_p' is invalid"),
+    ):
+        backend_for(url, model="m").generate([A], SAMPLING)
     assert len(s.seen) == 1
 
 
@@ -321,9 +325,11 @@ def test_max_completion_tokens_field():
 
 
 def test_logprobs_missing_is_not_supported():
-    with scripted(Reply(200)) as (url, s):
-        with pytest.raises(SublabError, match="logprobs are not supported by this backend"):
-            backend_for(url, model="m").logprobs([A], SAMPLING, top_logprobs=3)
+    with (
+        scripted(Reply(200)) as (url, s),
+        pytest.raises(SublabError, match="logprobs are not supported by this backend"),
+    ):
+        backend_for(url, model="m").logprobs([A], SAMPLING, top_logprobs=3)
     assert s.seen[0]["body"]["logprobs"] is True and s.seen[0]["body"]["top_logprobs"] == 3
     with scripted(Reply(200, ok_body(logprobs=True))) as (url, _):
         got = backend_for(url, model="m").logprobs([A], SAMPLING)[0][0]
@@ -331,21 +337,25 @@ def test_logprobs_missing_is_not_supported():
 
 
 def test_server_that_ignores_n():
-    with scripted(Reply(200, ok_body(1))) as (url, _):
-        with pytest.raises(SublabError, match="asked for n=3 replies, got 1.*n_per_request = 1"):
+    with scripted(Reply(200, ok_body(1))) as (url, s):
+        with pytest.raises(SublabError, match=r"asked for n=3 replies, got 1.*n_per_request = 1"):
             backend_for(url, model="m").generate([A, A, A], SAMPLING)
-        assert (
-            backend_for(url, model="m", n_per_request=1).generate([A] * 3, SAMPLING) == ["0, 7"] * 3
-        )
+        one_each = backend_for(url, model="m", n_per_request=1).generate([A] * 3, SAMPLING)
+    assert one_each == ["0, 7"] * 3
+    assert [r["body"]["n"] for r in s.seen] == [3, 1, 1, 1]
 
 
 def test_not_an_openai_endpoint():
-    with scripted(Reply(200, "<html>hello</html>")) as (url, _):
-        with pytest.raises(SublabError, match="not JSON.*OpenAI-compatible /v1 endpoint"):
-            backend_for(url, model="m").generate([A], SAMPLING)
-    with scripted(Reply(200, {"data": []})) as (url, _):
-        with pytest.raises(SublabError, match="no 'choices'"):
-            backend_for(url, model="m").generate([A], SAMPLING)
+    with (
+        scripted(Reply(200, "<html>hello</html>")) as (url, _),
+        pytest.raises(SublabError, match=r"not JSON.*OpenAI-compatible /v1 endpoint"),
+    ):
+        backend_for(url, model="m").generate([A], SAMPLING)
+    with (
+        scripted(Reply(200, {"data": []})) as (url, _),
+        pytest.raises(SublabError, match="no 'choices'"),
+    ):
+        backend_for(url, model="m").generate([A], SAMPLING)
 
 
 # ---------------------------------------------------------------- what it does not do
@@ -353,7 +363,7 @@ def test_not_an_openai_endpoint():
 
 def test_score_finetune_and_adapters_are_clear_errors(base_url):
     b = backend_for(base_url)
-    with pytest.raises(SublabError, match="exact scores .* not supported by the openai backend"):
+    with pytest.raises(SublabError, match=r"exact scores .* not supported by the openai backend"):
         b.score([A], ["owl"])
     with pytest.raises(SublabError, match="fine-tuning is not supported by the openai backend"):
         b.finetune([], None)
@@ -365,7 +375,7 @@ def test_score_finetune_and_adapters_are_clear_errors(base_url):
 
 
 def test_settings_and_ref_validation():
-    with pytest.raises(ConfigError, match="api_key_env: .*NAME of an environment variable"):
+    with pytest.raises(ConfigError, match=r"api_key_env: .*NAME of an environment variable"):
         validate({"api_key_env": "sk-abc123"}, OpenAISettings, "x.toml")
     with pytest.raises(ConfigError, match="must start with http:// or https://"):
         validate({"path": "m", "provider": "openai", "api_base": "api.openai.com"}, ModelRef, "x")
