@@ -276,7 +276,9 @@ def eval_(
     number_prefix: Annotated[bool, typer.Option(help="Prefix numbers to each question.")] = False,
     exact: Annotated[
         bool | None,
-        typer.Option(help="Also compute exact probabilities [on for local models, off for APIs]."),
+        typer.Option(
+            help="Also compute exact probabilities (default: on for local models, off for APIs)."
+        ),
     ] = None,
     title_case: Annotated[bool, typer.Option(help="Exact: add 'Owl' to 'owl'.")] = False,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -353,7 +355,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     name: Annotated[
-        str | None, typer.Option(help="Model name clients ask for [the folder's name].")
+        str | None, typer.Option(help="Model name clients ask for (default: the folder's name).")
     ] = None,
     adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
