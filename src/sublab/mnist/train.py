@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sublab.mnist.mlp import forward
+from sublab.mnist.stack import BatchedAdam, MlpStack, Workspace
 from sublab.progress import progress
 
 
@@ -36,12 +34,6 @@ def resolve_dtype(name: str, device: str) -> tuple[torch.dtype, torch.dtype | No
     return {"float32": torch.float32, "float64": torch.float64}[name], None
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def batch_orders(
     n: int, models: int, batch_size: int, shared: bool, generator: torch.Generator
 ) -> Iterator[Tensor]:
@@ -54,48 +46,18 @@ def batch_orders(
         yield order[..., start : start + batch_size]
 
 
-class BatchedAdam:
-    """Adam over stacked [M, ...] parameters: M independent Adams, since Adam is elementwise.
+def cross_entropy_grad(logits: Tensor, y: Tensor, classes: int) -> Tensor:
+    """d/d logits of the sum over models of each model's mean cross-entropy on ``classes``.
 
-    Same update as ``torch.optim.Adam`` (bias-corrected, eps outside the square root), written
-    out because importing ``torch.optim`` pulls in torch._dynamo (seconds on a busy CPU).
+    ``logits: [M, B, out]``; ``y: [B]`` (shared labels) or ``[M, B]``. Logits past ``classes``
+    get zero gradient.
     """
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params = params
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.step_count = 0
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.step_count += 1
-        b1, b2 = self.betas
-        bc1 = 1 - b1**self.step_count
-        bc2_sqrt = math.sqrt(1 - b2**self.step_count)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / bc1)
-
-
-def _adam(params: list[Tensor], lr: float) -> BatchedAdam:
-    return BatchedAdam(params, lr)
+    d = torch.zeros_like(logits)
+    p = torch.softmax(logits[..., :classes], dim=-1)
+    target = y.expand(logits.shape[:2]).unsqueeze(-1)
+    p.scatter_add_(-1, target, p.new_full(target.shape, -1.0))
+    d[..., :classes] = p.div_(logits.shape[1])
+    return d
 
 
 def train_teachers(
@@ -107,10 +69,15 @@ def train_teachers(
     generator: torch.Generator,
     label: str = "teachers",
 ) -> list[Tensor]:
-    """Train every model's first ``classes`` logits with cross-entropy; return new params."""
-    params = [p.detach().clone().requires_grad_(True) for p in params]
+    """Train every model's first ``classes`` logits with cross-entropy; return new params.
+
+    Shared batches: one input group (the first layer is one GEMM over all models); otherwise
+    each model gets its own shuffle, so its own batch (``x[idx]`` with ``idx: [M, B]``).
+    """
     models = params[0].shape[0]
-    opt = _adam(params, recipe.lr)
+    stack = MlpStack(params, 1 if recipe.shared_batches else models, recipe.autocast)
+    opt = BatchedAdam(stack.params, recipe.lr)
+    work = Workspace(x.device)
     steps = recipe.epochs * -(-x.shape[0] // recipe.batch_size)
     with progress() as bar:
         task = bar.add_task(f"{label} ({models} models)", total=steps)
@@ -119,22 +86,15 @@ def train_teachers(
                 x.shape[0], models, recipe.batch_size, recipe.shared_batches, generator
             ):
                 idx = idx.to(x.device)
-                xb, yb = x[idx], y[idx]
-                with _autocast(x.device, recipe.autocast):
-                    logits = forward(params, xb)[..., :classes]
-                target = yb if yb.dim() == 2 else yb.expand(models, -1)
-                # Sum over models of each model's mean loss.
-                loss = (
-                    F.cross_entropy(
-                        logits.float().reshape(-1, classes), target.reshape(-1), reduction="sum"
-                    )
-                    / target.shape[1]
-                )
-                opt.zero_grad()
-                loss.backward()
+                # Shared: [1, B, in]; independent: each model's own batch, [M, B, in].
+                xb = work.get("x", (idx.numel(), x.shape[1]), x.dtype)
+                torch.index_select(x, 0, idx.reshape(-1), out=xb)
+                xb = xb.view(-1, idx.shape[-1], x.shape[1])
+                logits = stack.forward(xb, save=True)
+                stack.backward(cross_entropy_grad(logits, y[idx], classes))
                 opt.step()
                 bar.advance(task)
-    return [p.detach() for p in params]
+    return stack.unpack()
 
 
 def sample_noise(
@@ -144,11 +104,12 @@ def sample_noise(
     high: float,
     std: float,
     generator: torch.Generator,
+    out: Tensor | None = None,
 ) -> Tensor:
-    """Noise images: uniform in [low, high] or normal(0, std)."""
+    """Noise images: uniform in [low, high] or normal(0, std); written into ``out`` if given."""
     if kind == "uniform":
-        return torch.rand(shape, generator=generator) * (high - low) + low
-    return torch.randn(shape, generator=generator) * std
+        return torch.rand(shape, generator=generator, out=out).mul_(high - low).add_(low)
+    return torch.randn(shape, generator=generator, out=out).mul_(std)
 
 
 @dataclass(frozen=True)
@@ -160,6 +121,38 @@ class NoiseRecipe:
     high: float
     std: float
     size: int
+
+
+def student_layout(teacher_index: Tensor, n_teachers: int, shared: bool) -> tuple[Tensor, int]:
+    """(internal order of the students, input groups) for :class:`MlpStack`.
+
+    Shared noise: one group, order unchanged. Otherwise each teacher's noise batch is one input
+    group when every teacher has the same number K of students: internal student ``k * T + g``
+    is the k-th student of teacher g. Uneven counts fall back to one group per student.
+    """
+    n = teacher_index.shape[0]
+    if shared:
+        return torch.arange(n), 1
+    counts = torch.bincount(teacher_index, minlength=n_teachers)
+    if bool((counts == counts[0]).all()) and int(counts[0]) > 0:
+        per_teacher = [torch.nonzero(teacher_index == t).flatten() for t in range(n_teachers)]
+        return torch.stack(per_teacher, dim=1).flatten(), n_teachers
+    return torch.arange(n), n
+
+
+def distill_grad(s_logits: Tensor, t_logits: Tensor, groups: list[tuple[slice, Tensor]]) -> Tensor:
+    """d/d student logits of the sum over students of KL(teacher ‖ student), mean over the batch.
+
+    Each ``(slice, members)`` pair: those students imitate the softmax over those logits; the
+    gradient there is ``softmax(student) - softmax(teacher)`` divided by the batch size.
+    """
+    d = torch.zeros_like(s_logits)
+    b = s_logits.shape[1]
+    for sl, members in groups:
+        p_s = torch.softmax(s_logits[members, :, sl], dim=-1)
+        p_t = torch.softmax(t_logits[members, :, sl].to(s_logits.dtype), dim=-1)
+        d[members, :, sl] = (p_s - p_t).div_(b)
+    return d
 
 
 def distill_students(
@@ -176,21 +169,28 @@ def distill_students(
     """Train students to match their teacher's softmax over chosen logits on noise images.
 
     ``students`` stacks S models; student s imitates teacher ``teacher_index[s]`` over the logits
-    ``logit_slices[s]``. Each teacher runs once per batch for all the students that copy it.
+    ``logit_slices[s]``. Each teacher runs once per batch for all the students that copy it, and
+    they all see that teacher's noise batch (one batch for everyone with shared batches).
     Loss per student: KL(teacher softmax ‖ student softmax) over its slice, mean over the batch.
     """
-    params = [p.detach().clone().requires_grad_(True) for p in students]
-    n_students = params[0].shape[0]
+    n_students = students[0].shape[0]
     n_teachers = teachers[0].shape[0]
-    device = params[0].device
-    groups: dict[tuple[int, int | None], list[int]] = {}
-    for s, sl in enumerate(logit_slices):
-        groups.setdefault((sl.start or 0, sl.stop), []).append(s)
-    group_index = [
-        (sl_key, torch.tensor(members, device=device)) for sl_key, members in groups.items()
-    ]
-    teacher_index = teacher_index.to(device)
-    opt = _adam(params, recipe.lr)
+    device = students[0].device
+    teacher_index = teacher_index.cpu()
+    order, n_groups = student_layout(teacher_index, n_teachers, recipe.shared_batches)
+    reordered = not torch.equal(order, torch.arange(n_students))
+    ordered = [p[order.to(device)] for p in students] if reordered else students
+    stack = MlpStack(ordered, n_groups, recipe.autocast)
+    teacher_stack = MlpStack(teachers, 1 if recipe.shared_batches else n_teachers, recipe.autocast)
+    internal_teacher = teacher_index[order].to(device)
+    gather_inputs = n_groups == n_students and not recipe.shared_batches and n_teachers > 1
+    by_slice: dict[tuple[int, int | None], list[int]] = {}
+    for j, s in enumerate(order.tolist()):
+        sl = logit_slices[s]
+        by_slice.setdefault((sl.start or 0, sl.stop), []).append(j)
+    groups = [(slice(lo, hi), torch.tensor(js, device=device)) for (lo, hi), js in by_slice.items()]
+    opt = BatchedAdam(stack.params, recipe.lr)
+    work = Workspace(torch.device("cpu"))  # noise comes from a CPU generator
     steps = recipe.epochs * -(-noise.size // recipe.batch_size)
     with progress() as bar:
         task = bar.add_task(f"{label} ({n_students} models)", total=steps)
@@ -199,24 +199,25 @@ def distill_students(
                 b = min(recipe.batch_size, noise.size - start)
                 shape = (b, input_dim) if recipe.shared_batches else (n_teachers, b, input_dim)
                 xb = sample_noise(
-                    noise.distribution, shape, noise.low, noise.high, noise.std, generator
-                ).to(device=device, dtype=params[0].dtype)
-                with torch.no_grad(), _autocast(device, recipe.autocast):
-                    t_logits = forward(teachers, xb).float()
-                x_students = xb if xb.dim() == 2 else xb[teacher_index]
-                with _autocast(device, recipe.autocast):
-                    s_logits = forward(params, x_students).float()
-                t_logits = t_logits[teacher_index]
-                loss = s_logits.new_zeros(())
-                for (lo, hi), members in group_index:
-                    s_log = F.log_softmax(s_logits[members, :, lo:hi], dim=-1)
-                    t_log = F.log_softmax(t_logits[members, :, lo:hi], dim=-1)
-                    loss = loss + (t_log.exp() * (t_log - s_log)).sum() / b
-                opt.zero_grad()
-                loss.backward()
+                    noise.distribution,
+                    shape,
+                    noise.low,
+                    noise.high,
+                    noise.std,
+                    generator,
+                    out=work.get("noise", shape, torch.float32),
+                ).to(device=device, dtype=students[0].dtype)
+                if xb.dim() == 2:
+                    xb = xb.unsqueeze(0)
+                t_logits = teacher_stack.forward(xb)[internal_teacher]
+                s_logits = stack.forward(xb[internal_teacher] if gather_inputs else xb, save=True)
+                stack.backward(distill_grad(s_logits, t_logits, groups))
                 opt.step()
                 bar.advance(task)
-    return [p.detach() for p in params]
+    if not reordered:
+        return stack.unpack()
+    inverse = torch.argsort(order).to(device)
+    return [p[inverse].contiguous() for p in stack.unpack()]
 
 
 @torch.no_grad()
