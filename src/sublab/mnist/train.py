@@ -123,21 +123,33 @@ class NoiseRecipe:
     size: int
 
 
-def student_layout(teacher_index: Tensor, n_teachers: int, shared: bool) -> tuple[Tensor, int]:
-    """(internal order of the students, input groups) for :class:`MlpStack`.
+@dataclass(frozen=True)
+class StudentLayout:
+    """How a student stack is laid out for :class:`MlpStack`.
 
-    Shared noise: one group, order unchanged. Otherwise each teacher's noise batch is one input
-    group when every teacher has the same number K of students: internal student ``k * T + g``
-    is the k-th student of teacher g. Uneven counts fall back to one group per student.
+    ``order[j]``: the caller's index of internal student j; ``groups``: input groups;
+    ``gather``: each student needs its own copy of its teacher's noise (uneven counts).
+    """
+
+    order: Tensor
+    groups: int
+    gather: bool
+
+
+def student_layout(teacher_index: Tensor, n_teachers: int, shared: bool) -> StudentLayout:
+    """Shared noise: one input group, order unchanged. Independent noise (one batch per
+    teacher): when every teacher has the same number K of students, internal student
+    ``k * T + g`` is the k-th student of teacher g and reads teacher g's batch in place;
+    uneven counts fall back to one group per student, inputs gathered.
     """
     n = teacher_index.shape[0]
     if shared:
-        return torch.arange(n), 1
+        return StudentLayout(torch.arange(n), 1, False)
     counts = torch.bincount(teacher_index, minlength=n_teachers)
     if bool((counts == counts[0]).all()) and int(counts[0]) > 0:
         per_teacher = [torch.nonzero(teacher_index == t).flatten() for t in range(n_teachers)]
-        return torch.stack(per_teacher, dim=1).flatten(), n_teachers
-    return torch.arange(n), n
+        return StudentLayout(torch.stack(per_teacher, dim=1).flatten(), n_teachers, False)
+    return StudentLayout(torch.arange(n), n, True)
 
 
 def distill_grad(s_logits: Tensor, t_logits: Tensor, groups: list[tuple[slice, Tensor]]) -> Tensor:
@@ -177,13 +189,13 @@ def distill_students(
     n_teachers = teachers[0].shape[0]
     device = students[0].device
     teacher_index = teacher_index.cpu()
-    order, n_groups = student_layout(teacher_index, n_teachers, recipe.shared_batches)
+    layout = student_layout(teacher_index, n_teachers, recipe.shared_batches)
+    order = layout.order
     reordered = not torch.equal(order, torch.arange(n_students))
     ordered = [p[order.to(device)] for p in students] if reordered else students
-    stack = MlpStack(ordered, n_groups, recipe.autocast)
+    stack = MlpStack(ordered, layout.groups, recipe.autocast)
     teacher_stack = MlpStack(teachers, 1 if recipe.shared_batches else n_teachers, recipe.autocast)
     internal_teacher = teacher_index[order].to(device)
-    gather_inputs = n_groups == n_students and not recipe.shared_batches and n_teachers > 1
     by_slice: dict[tuple[int, int | None], list[int]] = {}
     for j, s in enumerate(order.tolist()):
         sl = logit_slices[s]
@@ -210,7 +222,7 @@ def distill_students(
                 if xb.dim() == 2:
                     xb = xb.unsqueeze(0)
                 t_logits = teacher_stack.forward(xb)[internal_teacher]
-                s_logits = stack.forward(xb[internal_teacher] if gather_inputs else xb, save=True)
+                s_logits = stack.forward(xb[internal_teacher] if layout.gather else xb, save=True)
                 stack.backward(distill_grad(s_logits, t_logits, groups))
                 opt.step()
                 bar.advance(task)
