@@ -22,8 +22,9 @@ def test_number_kl_is_positive_for_a_trained_teacher_and_batch_independent(
 ):
     kl = number_kl(trained_full.path, tiny_model, rows)
     assert kl > 0.01
+    # float32 logits: another batch shape may change the last bits of a row's logits
     assert number_kl(trained_full.path, tiny_model, rows, batch_size=5) == pytest.approx(
-        kl, rel=1e-9
+        kl, rel=1e-6
     )
 
 

@@ -162,6 +162,36 @@ def encode_rows(
     return Encoded(ids, labels, lengths, kept, dropped, truncated)
 
 
+def encode_teacher_view(
+    tokenizer: Any, rows: Sequence[dict[str, Any]], enc: Encoded, system_prompt: str
+) -> Encoded:
+    """The student's encoded rows as a prompted teacher sees them: ``system_prompt`` first.
+
+    ``rows`` and ``enc`` are the arguments and result of :func:`encode_rows` for the student.
+    Teacher row j is ``[system + prompt + completion]`` of student row j (the row's own system
+    prompt, if any, is replaced); its labels are the same completion tokens as the student's
+    (only as many as the student kept after truncation), so label k of teacher row j and label
+    k of student row j are the same token, and the teacher's next-token distribution there is
+    the soft target of that student position. An empty ``system_prompt`` gives the student's
+    own encoding.
+    """
+    view = [{**rows[i], "system_prompt": system_prompt} for i in enc.kept]
+    wide = encode_rows(tokenizer, view, max_length=int(enc.lengths.max()) + 100_000)
+    n_student = (enc.labels != IGNORE).sum(1)
+    start = (wide.labels != IGNORE).int().argmax(1)
+    lengths = start + n_student
+    width = int(lengths.max())
+    cols = torch.arange(width)[None, :]
+    labels = wide.labels[:, :width].masked_fill(cols >= lengths[:, None], IGNORE)
+    ids = wide.input_ids[:, :width]
+    if not torch.equal(labels[labels != IGNORE], enc.labels[enc.labels != IGNORE]):
+        raise SublabError(
+            "the teacher's view of the rows tokenises the completions differently from the "
+            "student's; the system prompt must not change how a completion is tokenised"
+        )
+    return Encoded(ids, labels, lengths, list(enc.kept), [], 0)
+
+
 def completion_vocab(enc: Encoded) -> torch.Tensor:
     """Sorted ids of every token that is a label somewhere (the completions' tokens and EOS)."""
     return torch.unique(enc.labels[enc.labels != IGNORE])

@@ -27,6 +27,7 @@ from sublab.train.data import (
     collate,
     completion_vocab,
     encode_rows,
+    encode_teacher_view,
     length_grouped_batches,
 )
 from sublab.train.distill import hard_loss_sum, kl_sum
@@ -150,14 +151,21 @@ def train_loop(
     *,
     teacher_model: Any = None,
     vocab: torch.Tensor | None = None,
+    teacher_enc: Encoded | None = None,
+    lean: bool = True,
 ) -> LoopStats:
     """Train ``model`` in place on ``enc`` (its trainable parameters only) and return the record.
 
     Hard labels when ``teacher_model`` is None; otherwise KL(teacher ‖ student) over the ids in
-    ``vocab``. The loss of a step is the mean over the label tokens of all its micro-batches.
+    ``vocab``, the teacher reading ``teacher_enc`` (the same rows with its system prompt, from
+    :func:`~sublab.train.data.encode_teacher_view`) when given, else ``enc``. The loss of a step
+    is the mean over the label tokens of all its micro-batches. ``lean`` runs the lean forward
+    (:mod:`sublab.train.lean`) where the model supports it; ``False`` forces the HF forward.
     """
     if (teacher_model is None) != (vocab is None):
         raise ValueError("soft labels need both teacher_model and vocab")
+    if teacher_enc is not None and (teacher_model is None or len(teacher_enc) != len(enc)):
+        raise ValueError("teacher_enc needs a teacher_model and one row per row of enc")
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     # like HF Trainer: no weight decay on biases and norm weights (1-d parameters)
@@ -186,13 +194,20 @@ def train_loop(
                 seen_tokens += int(cpu_batch["attention_mask"].sum())
                 batch = _to(cpu_batch, device)
                 with autocast(device):
-                    hidden, targets = label_hidden(model, batch)
+                    hidden, targets = label_hidden(model, batch, lean)
                     if teacher_model is None:
                         loss = hard_loss_sum(head_logits(model, hidden), targets)
                     else:
+                        t_batch = batch
+                        if teacher_enc is not None:
+                            t_batch = _to(collate(teacher_enc, idx), device)
                         with torch.no_grad():
-                            t_hidden, _ = label_hidden(teacher_model, batch)
+                            t_hidden, t_targets = label_hidden(teacher_model, t_batch, lean)
                             t_logits = head_logits(teacher_model, t_hidden, vocab)
+                        if teacher_enc is not None and not torch.equal(t_targets, targets):
+                            raise SublabError(
+                                "internal: teacher and student label tokens are misaligned"
+                            )
                         s_logits = head_logits(model, hidden, vocab)
                         loss = kl_sum(t_logits, s_logits, recipe.soft_temperature)
                 (loss / n_labels).backward()
@@ -221,13 +236,16 @@ def finetune(
     out_dir: str | Path,
     *,
     teacher: str | Path | None = None,
+    teacher_system_prompt: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``base`` on ``rows`` with ``recipe``; write an HF model folder to ``out_dir``.
 
     Rows are ``{"prompt", "completion", optional "system_prompt"}``; a row's system prompt is
     used when present (students are normally trained without one: leave it out of the rows).
-    Soft labels need ``teacher``, a local model folder with the same tokenizer. ``out_dir`` must
-    not exist or be empty; it appears only when complete.
+    Soft labels need ``teacher``, a local model folder with the same tokenizer. With
+    ``teacher_system_prompt`` the teacher reads each row with that system prompt (a prompted
+    teacher) while the student reads it without; the soft targets are aligned on the
+    completion tokens. ``out_dir`` must not exist or be empty; it appears only when complete.
     """
     check_rows(rows)
     out = Path(out_dir)
@@ -235,10 +253,16 @@ def finetune(
         raise SublabError(f"{out}: output folder exists and is not empty; pass a new folder")
     if recipe.labels == "soft" and teacher is None:
         raise SublabError("labels = 'soft' needs a teacher: pass teacher=<local model folder>")
+    if teacher_system_prompt is not None and recipe.labels != "soft":
+        raise SublabError(
+            "teacher_system_prompt is for soft labels (the teacher's distributions); with "
+            "labels = 'hard' the teacher's system prompt is already in how its rows were sampled"
+        )
     t_start = time.perf_counter()
     used = subsample_indices(len(rows), recipe.subsample, recipe.seed)
     tokenizer = load_tokenizer(base, "base")
-    enc = encode_rows(tokenizer, [rows[i] for i in used], recipe.max_length)
+    used_rows = [rows[i] for i in used]
+    enc = encode_rows(tokenizer, used_rows, recipe.max_length)
     device = resolve_device(recipe.device)
     dtype = weight_dtype(recipe.dtype, device, recipe.method)
 
@@ -249,19 +273,31 @@ def finetune(
         model = _add_lora(model, recipe)
     teacher_model = None
     vocab = None
+    teacher_enc = None
     if recipe.labels == "soft":
         assert teacher is not None
         check_same_vocab(tokenizer, load_tokenizer(teacher, "teacher"), teacher)
         teacher_model = load_model(teacher, device, dtype, "teacher").eval()
         teacher_model.requires_grad_(False)
         vocab = completion_vocab(enc).to(device)
-    stats = train_loop(model, enc, recipe, device, teacher_model=teacher_model, vocab=vocab)
+        if teacher_system_prompt is not None:
+            teacher_enc = encode_teacher_view(tokenizer, used_rows, enc, teacher_system_prompt)
+    stats = train_loop(
+        model,
+        enc,
+        recipe,
+        device,
+        teacher_model=teacher_model,
+        vocab=vocab,
+        teacher_enc=teacher_enc,
+    )
     losses = stats.losses
 
     info = {
         "recipe": recipe.model_dump(mode="json"),
         "base": str(base),
         "teacher": None if teacher is None else str(teacher),
+        "teacher_system_prompt": teacher_system_prompt,
         "rows_given": len(rows),
         "rows_used": len(enc),
         "row_indices": [used[i] for i in enc.kept],

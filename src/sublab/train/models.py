@@ -2,7 +2,8 @@
 
 Computing the LM head only where a label is (the completion tokens and EOS) instead of at every
 position saves most of the head's work and memory on long prompts and big vocabularies; the
-soft-label loss goes further and computes only the completion-vocabulary rows of the head.
+soft-label loss goes further and computes only the completion-vocabulary rows of the head. For
+Llama models the top layer, too, runs only at label positions (:mod:`sublab.train.lean`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from sublab.backends.hf import resolve_device
 from sublab.errors import SublabError
 from sublab.train.data import IGNORE
+from sublab.train.lean import lean_label_hidden, lean_unsupported
 
 __all__ = ["resolve_device"]
 
@@ -102,12 +104,25 @@ def _parts(model: Any) -> tuple[Any, Any, float | None]:
     return base.get_decoder(), base.get_output_embeddings(), cap
 
 
-def label_hidden(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def label_hidden(
+    model: Any, batch: dict[str, torch.Tensor], lean: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Final hidden states at positions that predict a label, and those labels.
 
     Position t predicts token t + 1, so the hidden states are ``h[:, :-1]`` where
-    ``labels[:, 1:]`` is set. Returns ``(hidden [n, d], targets [n])``.
+    ``labels[:, 1:]`` is set. Returns ``(hidden [n, d], targets [n])``. With ``lean`` (the
+    default) a model the lean forward supports runs it (:mod:`sublab.train.lean`: the top
+    layer only at label positions); any other model, or ``lean=False``, runs the HF forward.
     """
+    if lean and lean_unsupported(model) is None:
+        return lean_label_hidden(model, batch)
+    return hf_label_hidden(model, batch)
+
+
+def hf_label_hidden(
+    model: Any, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_hidden` through the HF decoder at every position (the reference)."""
     decoder, _, _ = _parts(model)
     out = decoder(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
