@@ -188,8 +188,10 @@ def test_api_key_required_when_configured(service):
         assert call(url.removesuffix("/v1") + "/health")[0] == 200
 
 
-def test_serve_command_runs_until_interrupted(tiny_model):
-    """`sublab serve MODEL --port 0` prints its URL, answers, and stops cleanly on Ctrl-C."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_command_runs_until_stopped(tiny_model, stop):
+    """`sublab serve MODEL --port 0` prints its URL, answers, and stops cleanly on Ctrl-C
+    or SIGTERM."""
     env = {**os.environ, "SERVE_KEY": "k1", "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "sublab.cli", "serve", str(tiny_model), "--port", "0"]
     cmd += ["--name", "organism", "--device", "cpu", "--api-key-env", "SERVE_KEY", "--quiet"]
@@ -203,7 +205,7 @@ def test_serve_command_runs_until_interrupted(tiny_model):
         status, body = call(f"{url}/models", key="k1")
         assert status == 200 and body["data"][0]["id"] == "organism"
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out

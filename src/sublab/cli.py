@@ -366,8 +366,11 @@ def serve(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Do not log each request.")] = False,
 ) -> None:
-    """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
-    from sublab.serve import api_key_from_env, load_service, make_server
+    """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models).
+
+    Runs until Ctrl-C or SIGTERM.
+    """
+    from sublab.serve import api_key_from_env, load_service, make_server, serve_until_stopped
 
     with user_errors():
         key = api_key_from_env(api_key_env)
@@ -382,12 +385,8 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        out.print("stopped")
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
+    out.print("stopped")
 
 
 @app.command("finetune")

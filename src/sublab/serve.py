@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import threading
 import time
 import traceback
@@ -377,6 +378,22 @@ def make_server(
         raise SublabError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     server.daemon_threads = True
     return server
+
+
+def serve_until_stopped(server: ThreadingHTTPServer) -> None:
+    """Serve in this thread until Ctrl-C or SIGTERM, then close the socket."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
 
 
 @contextlib.contextmanager
