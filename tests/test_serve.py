@@ -118,6 +118,22 @@ def test_logprobs_are_the_models_exact_logprobs(base_url, service):
             assert bytes(t["bytes"]).decode() == t["token"]
 
 
+def test_replies_fit_the_models_context(base_url, service):
+    """The tiny model's context is 256 tokens: a default reply is cut to fit; an explicit
+    max_tokens that does not fit is refused, as OpenAI does."""
+    long = chat(" ".join(["owl"] * 200))
+    prompt_len = len(service.backend.prompt_ids(long))
+    assert 256 - 128 < prompt_len < 250  # the default 128 does not fit; some room is left
+    url = f"{base_url}/chat/completions"
+    status, body = call(url, {"model": "tiny", "messages": long, "seed": 0, "n": 2})
+    assert status == 200, body
+    assert body["usage"]["completion_tokens"] <= 2 * (256 - prompt_len)
+    assert any(c["finish_reason"] == "length" for c in body["choices"])
+    status, body = call(url, {"model": "tiny", "messages": long, "max_tokens": 128})
+    assert status == 400 and body["error"]["code"] == "context_length_exceeded"
+    assert f"({prompt_len} in the messages, 128 in the completion)" in body["error"]["message"]
+
+
 def test_concurrent_requests_get_their_own_seeded_replies(base_url):
     seeds = [21, 22, 23, 24]
     alone = {s: complete(base_url, n=2, max_tokens=8, seed=s)[1]["choices"] for s in seeds}

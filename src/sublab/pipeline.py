@@ -125,7 +125,7 @@ def weights_sha256(path: str | Path) -> dict[str, str]:
 def generate_spec(spec: NumbersPipelineSpec, device_type: str) -> dict[str, Any]:
     """What the generate artifact's key covers."""
     ref = spec.teacher.model
-    weights = {"model": weights_sha256(ref.path)}
+    weights = {"model": weights_sha256(ref.path) if ref.provider == "hf" else {}}
     if ref.adapter is not None:
         weights["adapter"] = weights_sha256(ref.adapter)
     return {

@@ -12,8 +12,11 @@ A standard-library ``ThreadingHTTPServer`` in front of :class:`~sublab.backends.
 One request runs at a time (a lock around the model); the ``n`` replies of one request are
 sampled in one batch. Requests are not batched together, so a request's ``seed`` alone decides
 its replies: the same request gives the same replies, whatever else the server is doing.
-``temperature = 0`` samples greedily. Logprobs are the model's own (temperature 1, before
-top-p) log-probabilities of the sampled tokens, as vLLM reports them by default.
+``temperature = 0`` samples greedily. Without ``max_tokens`` a reply is at most 128 tokens,
+fewer where the model's context (``max_position_embeddings``) leaves less room; a
+``max_tokens`` that does not fit is refused (``context_length_exceeded``). Logprobs are the
+model's own (temperature 1, before top-p) log-probabilities of the sampled tokens, as vLLM
+reports them by default.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class ChatRequest:
     sampling: SamplingSpec
     top_logprobs: int | None
     """None: no logprobs; k >= 0: logprobs with k alternatives per token."""
+    max_tokens_given: bool = True
+    """False: ``sampling.max_new_tokens`` is the default, cut to fit the model's context."""
 
 
 def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
@@ -166,6 +171,7 @@ def parse_request(body: Any, served: set[str]) -> ChatRequest:
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
     max_key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_given = body.get(max_key) is not None
     max_tokens = _integer(body, max_key, DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_LIMIT)
     seed = body.get("seed")
     if seed is None:
@@ -188,6 +194,7 @@ def parse_request(body: Any, served: set[str]) -> ChatRequest:
         n=_integer(body, "n", 1, 1, MAX_N),
         sampling=sampling,
         top_logprobs=top_logprobs,
+        max_tokens_given=max_given,
     )
 
 
@@ -252,11 +259,35 @@ class ChatService:
             "owned_by": "sublab",
         }
 
+    @property
+    def context(self) -> int | None:
+        """The model's context length (prompt + reply), if its config says."""
+        config = self.backend.model.config.get_text_config()
+        return getattr(config, "max_position_embeddings", None)
+
+    def _fit(self, req: ChatRequest, prompt_len: int) -> SamplingSpec:
+        """The request's sampling, its reply length checked against the model's context."""
+        context = self.context
+        if context is None or prompt_len + req.sampling.max_new_tokens <= context:
+            return req.sampling
+        room = context - prompt_len
+        if room >= 1 and not req.max_tokens_given:
+            return req.sampling.model_copy(update={"max_new_tokens": room})
+        raise RequestError(
+            400,
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt_len + req.sampling.max_new_tokens} tokens ({prompt_len} in the messages, "
+            f"{req.sampling.max_new_tokens} in the completion).",
+            "messages" if room < 1 else "max_tokens",
+            "context_length_exceeded",
+        )
+
     def complete(self, req: ChatRequest) -> dict[str, Any]:
         b = self.backend
         with self._lock:
             prompt = b.prompt_ids(req.chat)
-            ids = b.generate_ids([req.chat] * req.n, req.sampling)
+            sampling = self._fit(req, len(prompt))
+            ids = b.generate_ids([req.chat] * req.n, sampling)
             lps = None
             if req.top_logprobs is not None:
                 lps = token_logprobs(b, prompt, ids, req.top_logprobs)
@@ -264,7 +295,7 @@ class ChatService:
         choices = []
         for i, toks in enumerate(ids):
             text = b.tokenizer.decode(toks, skip_special_tokens=True).strip()
-            finish = "length" if len(toks) >= req.sampling.max_new_tokens else "stop"
+            finish = "length" if len(toks) >= sampling.max_new_tokens else "stop"
             choices.append(
                 {
                     "index": i,

@@ -285,6 +285,16 @@ def test_4xx_is_not_retried():
     assert len(s.seen) == 1
 
 
+def test_first_error_stops_the_requests_not_yet_sent():
+    chats = [chat(f"question {i}") for i in range(40)]
+    with (
+        scripted(Reply(401, error_body("bad key"), delay_s=0.05)) as (url, s),
+        pytest.raises(SublabError, match="HTTP 401: bad key"),
+    ):
+        backend_for(url, model="m", max_concurrency=2).generate(chats, SAMPLING)
+    assert len(s.seen) <= 4  # the two in flight (and at most a pair more), not 40
+
+
 def test_timeout_is_retried():
     with scripted(Reply(200, delay_s=1.0), Reply(200)) as (url, s):
         assert backend_for(url, model="m", timeout_s=0.3).generate([A], SAMPLING) == ["0, 7"]

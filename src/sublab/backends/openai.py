@@ -282,19 +282,20 @@ class OpenAIBackend:
             for j, (_, payload, n) in enumerate(jobs):
                 results[j] = self._complete(payload, n, logprobs is not None)
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="sublab-openai") as pool:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="sublab-openai")
+            try:
                 futures = {
                     pool.submit(self._complete, payload, n, logprobs is not None): j
                     for j, (_, payload, n) in enumerate(jobs)
                 }
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 failed = [f for f in done if f.exception() is not None]
-                if failed:  # stop at the first error: no point sending the rest
-                    for f in pending:
-                        f.cancel()
+                if failed:
                     raise failed[0].exception()  # type: ignore[misc]
                 for f, j in futures.items():
                     results[j] = f.result()
+            finally:  # on an error or Ctrl-C, requests not yet sent are dropped, not sent
+                pool.shutdown(wait=True, cancel_futures=True)
         out: list[list[Completion]] = [[] for _ in chats]
         for (i, _, _), got in zip(jobs, results, strict=True):
             assert got is not None
