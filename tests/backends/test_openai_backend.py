@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sublab.backends import load_backend
-from sublab.backends.base import ModelRef, SamplingSpec, chat
+from sublab.backends.base import Backend, ModelRef, SamplingSpec, chat
 from sublab.backends.openai import (
     OpenAIBackend,
     OpenAISettings,
@@ -57,7 +57,7 @@ def backend_for(url: str, model: str = "tiny", **settings) -> OpenAIBackend:
 
 def test_load_backend_picks_openai_for_api_refs(base_url):
     b = load_backend(ModelRef(path="tiny", provider="openai", api_base=base_url + "/"))
-    assert isinstance(b, OpenAIBackend)
+    assert isinstance(b, OpenAIBackend) and isinstance(b, Backend)
     assert b.url == f"{base_url}/chat/completions"
     assert b.name == f"tiny@{base_url}"
 
@@ -380,6 +380,8 @@ def test_score_finetune_and_adapters_are_clear_errors(base_url):
     ref = ModelRef(path="tiny", provider="openai", api_base=base_url, adapter="lora/")
     with pytest.raises(SublabError, match="adapter cannot be put on an API model"):
         OpenAIBackend(ref)
+    with pytest.raises(SublabError, match=r"n must be >= 1 \(got 0\)"):
+        b.generate_n([A], SAMPLING, n=0)
     with pytest.raises(SublabError, match="provider 'openai' needs api_base"):
         OpenAIBackend(ModelRef(path="gpt-4o", provider="openai"))
 

@@ -184,7 +184,6 @@ class OpenAIBackend:
         self.settings = settings or OpenAISettings()
         self.base_url = ref.api_base.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
-        self._sleep = time.sleep
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
 
@@ -211,6 +210,8 @@ class OpenAIBackend:
 
     def generate_n(self, chats: Sequence[Chat], sampling: SamplingSpec, n: int) -> list[list[str]]:
         """``n`` sampled replies per chat."""
+        if n < 1:
+            raise SublabError(f"n must be >= 1 (got {n})")
         got = self._sample(list(chats), [n] * len(chats), sampling, logprobs=None)
         return [[c.text for c in cs] for cs in got]
 
@@ -223,6 +224,8 @@ class OpenAIBackend:
         """
         if not 0 <= top_logprobs <= 20:
             raise SublabError(f"top_logprobs must be in 0..20 (got {top_logprobs})")
+        if n < 1:
+            raise SublabError(f"n must be >= 1 (got {n})")
         return self._sample(list(chats), [n] * len(chats), sampling, logprobs=top_logprobs)
 
     def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
@@ -365,7 +368,7 @@ class OpenAIBackend:
                 last = err.what
                 if attempt == s.max_retries:
                     break
-                self._sleep(self._wait_s(attempt, err.wait_s))
+                time.sleep(self._wait_s(attempt, err.wait_s))
         raise SublabError(
             f"{self.url}: model {self.ref.path!r}: gave up after {s.max_retries + 1} attempt(s); "
             f"last error: {last}. Check that the server is up and api_base is right "
