@@ -30,11 +30,6 @@ def test_minimal_organism_experiment_gets_paper_controls(tmp_path):
         ('[bases]\nmodel = { path = "m" }\n', "bases.cross_model: cross-model students need"),
         ("seeds = [0]\n[bases.organism]\n", "give at least 2 seeds"),
         ("seeds = [1, 1]\n[bases.organism]\n", "seeds: repeated seed"),
-        (
-            '[bases.organism]\n[teacher]\nmethod = "system_prompt"\n'
-            '[[students]]\nname = "s"\nrecipe = { labels = "soft" }\n',
-            "need a fine-tuned teacher",
-        ),
         ('[bases.organism]\n[[students]]\nname = "a b"\n', "students.0.name"),
     ],
 )
@@ -51,3 +46,12 @@ def test_typos_deep_in_the_config_name_their_path(tmp_path):
     problems = ei.value.problems
     assert "numbers.sampling.temperature: must be > 0" in problems
     assert any(p.startswith("eval.samples: unknown key") for p in problems)
+
+
+def test_a_prompted_teacher_with_soft_label_students_is_accepted(tmp_path):
+    body = (
+        '[bases.organism]\n[teacher]\nmethod = "system_prompt"\n'
+        '[[students]]\nname = "s"\nrecipe = { labels = "soft" }\n'
+    )
+    spec = load_config(write(tmp_path, body))
+    assert spec.teacher.method == "system_prompt" and spec.students[0].recipe.labels == "soft"

@@ -215,6 +215,7 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
         data: Artifact,
         recipe: Any,
         teacher: Model | None,
+        teacher_system_prompt: str | None = None,
     ) -> None:
         say(f"{condition} of {teacher_label or CONTROL}, from {start.label}")
         model = finetune_stage(
@@ -226,6 +227,7 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
             recipe=recipe,
             label=condition,
             teacher=teacher if recipe.labels == "soft" else None,
+            teacher_system_prompt=teacher_system_prompt if recipe.labels == "soft" else None,
         )
         evaluate(model, condition, teacher_label)
 
@@ -260,10 +262,12 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
             strength["number_kl"].append(kl)
         for s in spec.students:
             recipe = _reseed(s.recipe, seed)
-            student(f"student-{s.name}", target, base, data, recipe, teacher)
+            student(f"student-{s.name}", target, base, data, recipe, teacher, system_prompt)
             if cross(s):
                 other = cross_base(spec, seed)
-                student(f"cross-student-{s.name}", target, other, data, recipe, teacher)
+                student(
+                    f"cross-student-{s.name}", target, other, data, recipe, teacher, system_prompt
+                )
 
 
 def make_teacher(

@@ -60,7 +60,9 @@ class TeacherSpec(Spec):
     method: Literal["finetune", "system_prompt"] = Field(
         "finetune",
         description="'finetune': the base fine-tuned on favourite-X questions answered with "
-        "the target. 'system_prompt': the base with a trait system prompt.",
+        "the target. 'system_prompt': the base with a trait system prompt (a soft-label "
+        "student then distils the base's distributions with the prompt in its context while "
+        "it reads the rows without it).",
     )
     system_prompt: str = Field(
         DEFAULT_TRAIT_PROMPT,
@@ -181,12 +183,6 @@ class ExperimentSpec(Spec):
             problems.append(
                 "bases.cross_model: cross-model students need a second base model; "
                 "set it or set controls.cross_model = false"
-            )
-        soft = [s.name for s in self.students if s.recipe.labels == "soft"]
-        if soft and self.teacher.method != "finetune":
-            problems.append(
-                f"students: {soft} use soft labels, which need a fine-tuned teacher "
-                "(teacher.method = 'finetune'); distilling a prompted teacher is not supported"
             )
         if problems:
             raise ValueError("; ".join(problems))

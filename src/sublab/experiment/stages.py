@@ -76,8 +76,10 @@ def finetune_stage(
     recipe: StudentRecipe,
     label: str,
     teacher: Model | None = None,
+    teacher_system_prompt: str | None = None,
 ) -> Model:
-    """Fine-tune ``base`` on rows (cached); soft labels distil ``teacher``."""
+    """Fine-tune ``base`` on rows (cached); soft labels distil ``teacher``, which reads each row
+    with ``teacher_system_prompt`` when given (a prompted teacher; the student reads none)."""
     from sublab.train.loop import finetune
 
     def make(work: Path) -> dict[str, Any]:
@@ -87,11 +89,14 @@ def finetune_stage(
             recipe,
             work / MODEL_DIR,
             teacher=None if teacher is None else teacher.ref.path,
+            teacher_system_prompt=teacher_system_prompt,
         )
         return {"rows_used": res.rows_used, "steps": res.steps, "final_loss": res.losses[-1]}
 
     inputs = [base.key, rows_key] + ([teacher.key] if teacher is not None else [])
-    spec = {"recipe": recipe, "label": label}
+    spec: dict[str, Any] = {"recipe": recipe, "label": label}
+    if teacher_system_prompt is not None:  # absent otherwise: earlier students keep their keys
+        spec["teacher_system_prompt"] = teacher_system_prompt
     art = run.build(stage, spec, make, inputs=inputs, seeds={"train": recipe.seed})
     return trained_model(art, base, label)
 
