@@ -302,41 +302,40 @@ def eval_(
     from sublab.evals.preference import PreferenceEvalSpec, evaluate_preference
     from sublab.store import atomic_write_text
 
-    with user_errors():
-        src = "command line"
-        ref = validate(_ref_fields(model, adapter, api_base), ModelRef, src)
-        if exact is None:
-            exact = ref.provider == "hf"
-        elif exact and ref.provider != "hf":
-            raise SublabError(
-                "--exact: exact probabilities need the model's weights; an API model has none "
-                "here (drop --exact, or evaluate the local folder you serve)"
-            )
-        api = validate(
-            {
-                "api_key_env": api_key_env,
-                "max_concurrency": max_concurrency,
-                "n_per_request": n_per_request,
-            },
-            OpenAISettings,
-            src,
+    src = "command line"
+    ref = validate(_ref_fields(model, adapter, api_base), ModelRef, src)
+    if exact is None:
+        exact = ref.provider == "hf"
+    elif exact and ref.provider != "hf":
+        raise SublabError(
+            "--exact: exact probabilities need the model's weights; an API model has none "
+            "here (drop --exact, or evaluate the local folder you serve)"
         )
-        spec = validate(
-            {
-                "questions": questions,
-                "candidates": candidates,
-                "samples_per_question": samples,
-                "max_questions": max_questions,
-                "number_prefix": number_prefix,
-                "exact": exact,
-                "exact_title_case": title_case,
-                "sampling": {"seed": seed, "max_new_tokens": max_new_tokens},
-            },
-            PreferenceEvalSpec,
-            src,
-        )
-        backend = load_backend(ref, device=device, batch_size=batch_size, api=api)
-        result = evaluate_preference(backend, spec, system_prompt)
+    api = validate(
+        {
+            "api_key_env": api_key_env,
+            "max_concurrency": max_concurrency,
+            "n_per_request": n_per_request,
+        },
+        OpenAISettings,
+        src,
+    )
+    spec = validate(
+        {
+            "questions": questions,
+            "candidates": candidates,
+            "samples_per_question": samples,
+            "max_questions": max_questions,
+            "number_prefix": number_prefix,
+            "exact": exact,
+            "exact_title_case": title_case,
+            "sampling": {"seed": seed, "max_new_tokens": max_new_tokens},
+        },
+        PreferenceEvalSpec,
+        src,
+    )
+    backend = load_backend(ref, device=device, batch_size=batch_size, api=api)
+    result = evaluate_preference(backend, spec, system_prompt)
     title = f"{model}: {result.total_samples} replies"
     table = Table("answer", "sampled rate", "exact prob", title=title)
     for cand, rate in result.top(top):
