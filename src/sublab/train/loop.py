@@ -42,6 +42,7 @@ from sublab.train.models import (
     weight_dtype,
 )
 from sublab.train.recipe import StudentRecipe
+from sublab.train.teacher import TeacherStates
 
 TRAIN_JSON = "train.json"
 
@@ -158,9 +159,11 @@ def train_loop(
 
     Hard labels when ``teacher_model`` is None; otherwise KL(teacher ‖ student) over the ids in
     ``vocab``, the teacher reading ``teacher_enc`` (the same rows with its system prompt, from
-    :func:`~sublab.train.data.encode_teacher_view`) when given, else ``enc``. The loss of a step
-    is the mean over the label tokens of all its micro-batches. ``lean`` runs the lean forward
-    (:mod:`sublab.train.lean`) where the model supports it; ``False`` forces the HF forward.
+    :func:`~sublab.train.data.encode_teacher_view`) when given, else ``enc``; with several
+    epochs its hidden states are computed once (:class:`~sublab.train.teacher.TeacherStates`).
+    The loss of a step is the mean over the label tokens of all its micro-batches. ``lean`` runs
+    the lean forward (:mod:`sublab.train.lean`) where the model supports it; ``False`` forces
+    the HF forward.
     """
     if (teacher_model is None) != (vocab is None):
         raise ValueError("soft labels need both teacher_model and vocab")
@@ -177,6 +180,16 @@ def train_loop(
         [g for g in groups if g["params"]], lr=recipe.learning_rate, foreach=True
     )
     plan = _plan(enc, recipe)
+    teacher_states = None
+    if teacher_model is not None:
+        teacher_states = TeacherStates(
+            teacher_model,
+            enc if teacher_enc is None else teacher_enc,
+            device,
+            lean=lean,
+            precompute=recipe.epochs > 1,
+            batch_size=recipe.batch_size,
+        )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(recipe.scheduler, recipe.warmup_steps, len(plan))
     )
@@ -195,16 +208,13 @@ def train_loop(
                 batch = _to(cpu_batch, device)
                 with autocast(device):
                     hidden, targets = label_hidden(model, batch, lean)
-                    if teacher_model is None:
+                    if teacher_states is None:
                         loss = hard_loss_sum(head_logits(model, hidden), targets)
                     else:
-                        t_batch = batch
-                        if teacher_enc is not None:
-                            t_batch = _to(collate(teacher_enc, idx), device)
+                        t_hidden, t_targets = teacher_states(idx)
                         with torch.no_grad():
-                            t_hidden, t_targets = label_hidden(teacher_model, t_batch, lean)
                             t_logits = head_logits(teacher_model, t_hidden, vocab)
-                        if teacher_enc is not None and not torch.equal(t_targets, targets):
+                        if not torch.equal(t_targets, targets):
                             raise SublabError(
                                 "internal: teacher and student label tokens are misaligned"
                             )
