@@ -34,7 +34,7 @@ def test_batched_teacher_training_equals_per_model_loop():
     x = torch.from_numpy(data.x_train[:300]).double()
     y = torch.from_numpy(data.y_train[:300])
     init = init_params(SIZES, 2, torch.Generator().manual_seed(0), dtype=torch.float64)
-    recipe = Recipe(epochs=2, lr=1e-2, batch_size=64)
+    recipe = Recipe(epochs=2, lr=1e-2, batch_size=64, shared_batches=True)
     batched = train_teachers(init, x, y, 10, recipe, torch.Generator().manual_seed(5))
     # batch_orders draws a new permutation per epoch from one generator: rebuild that sequence.
     g = torch.Generator().manual_seed(5)
@@ -54,7 +54,7 @@ def test_batched_distillation_equals_per_model_loop():
     # Stack: model 0 copies teacher 1 on aux logits, model 1 copies teacher 0 on all logits.
     index = torch.tensor([1, 0])
     noise = NoiseRecipe("uniform", -1.0, 1.0, 1.0, size=96)
-    recipe = Recipe(epochs=2, lr=1e-2, batch_size=32)
+    recipe = Recipe(epochs=2, lr=1e-2, batch_size=32, shared_batches=True)
     batched = distill_students(
         students, teachers, index, [aux, every], 64, noise, recipe, torch.Generator().manual_seed(7)
     )

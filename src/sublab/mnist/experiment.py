@@ -153,6 +153,7 @@ def train_conditions(
         "input_dim": data.input_dim,
         "layer_sizes": sizes,
         "noise_per_epoch": noise.size,
+        "shared_batches": t.shared_batches,
         "cross_pairing": cross.tolist(),
         "teacher_seconds": round(teacher_s, 2),
         "student_seconds": round(student_s, 2),

@@ -20,7 +20,7 @@ class Recipe:
     epochs: int
     lr: float
     batch_size: int
-    shared_batches: bool = True
+    shared_batches: bool = False
     autocast: torch.dtype | None = None
 
 
