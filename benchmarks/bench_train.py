@@ -5,8 +5,9 @@ given with --model, e.g. the built organism) on the same number rows with comple
 the same batch size, epochs, learning rate, schedule and clipping, logging and saving off,
 float32 on CPU. Timed: the training itself (TRL's ``trainer.train()`` against sublab's
 ``train_loop``, once with its lean forward and once with ``lean=False``, the HF forward), each
-best of --repeats runs, interleaved, after tokenisation and model loading. Prints rows/s and
-the ratios (> 1: the lean loop is faster).
+best of --repeats runs, interleaved, after tokenisation and model loading, in this process's CPU
+seconds by default (``--clock wall`` for elapsed time). Prints rows/s and the ratios (> 1: the
+lean loop is faster).
 
     .venv/bin/python benchmarks/bench_train.py [--method full|lora] [--rows 512] [--threads 1]
 
@@ -40,7 +41,7 @@ def number_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def run_trl(model_dir: Path, rows: list[dict], recipe, out: Path) -> float:
+def run_trl(model_dir: Path, rows: list[dict], recipe, out: Path, clock) -> float:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -94,12 +95,12 @@ def run_trl(model_dir: Path, rows: list[dict], recipe, out: Path) -> float:
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         peft_config=peft,
     )
-    t = time.perf_counter()
+    t = clock()
     trainer.train()
-    return time.perf_counter() - t
+    return clock() - t
 
 
-def run_sublab(model_dir: Path, rows: list[dict], recipe, lean: bool) -> tuple[float, float]:
+def run_sublab(model_dir: Path, rows: list[dict], recipe, lean: bool, clock) -> tuple[float, float]:
     import torch
 
     from sublab.train.data import encode_rows
@@ -112,9 +113,9 @@ def run_sublab(model_dir: Path, rows: list[dict], recipe, lean: bool) -> tuple[f
     model = load_model(model_dir, cpu, torch.float32, "model")
     if recipe.method == "lora":
         model = _add_lora(model, recipe)
-    t = time.perf_counter()
+    t = clock()
     stats = train_loop(model, enc, recipe, cpu, lean=lean)
-    return time.perf_counter() - t, stats.losses[-1]
+    return clock() - t, stats.losses[-1]
 
 
 def main() -> None:
@@ -127,6 +128,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--model", type=Path, help="an HF model folder (default: a random Llama)")
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="cpu: this process's CPU seconds (steadier on a shared machine); wall: elapsed",
+    )
     a = ap.parse_args()
     has_trl = importlib.util.find_spec("trl") is not None
     if not has_trl:
@@ -151,6 +158,7 @@ def main() -> None:
         warmup_steps=5,
     )
     rows = number_rows(a.rows)
+    clock = time.process_time if a.clock == "cpu" else time.perf_counter
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = a.model
         if model_dir is None:
@@ -159,18 +167,19 @@ def main() -> None:
             model_dir = build_tiny_model(Path(tmp) / "model", hidden=a.hidden, layers=2)
         ours, hf, theirs = [], [], []
         for k in range(a.repeats):
-            secs, last = run_sublab(model_dir, rows, recipe, lean=True)
+            secs, last = run_sublab(model_dir, rows, recipe, True, clock)
             ours.append(round(secs, 2))
-            secs, last_hf = run_sublab(model_dir, rows, recipe, lean=False)
+            secs, last_hf = run_sublab(model_dir, rows, recipe, False, clock)
             hf.append(round(secs, 2))
             if has_trl:
-                secs = run_trl(model_dir, rows, recipe, Path(tmp) / f"trl{k}")
+                secs = run_trl(model_dir, rows, recipe, Path(tmp) / f"trl{k}", clock)
                 theirs.append(round(secs, 2))
     n = a.rows * a.epochs
     best_ours, best_hf = min(ours), min(hf)
     print(
         f"model={model_dir if a.model else f'random Llama d{a.hidden} L2'} method={a.method} "
-        f"rows={a.rows} batch={a.batch_size} epochs={a.epochs} threads={a.threads}"
+        f"rows={a.rows} batch={a.batch_size} epochs={a.epochs} threads={a.threads} "
+        f"clock={a.clock} (best of {a.repeats})"
     )
     if theirs:
         best_trl = min(theirs)
