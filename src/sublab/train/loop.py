@@ -180,6 +180,7 @@ def train_loop(
         [g for g in groups if g["params"]], lr=recipe.learning_rate, foreach=True
     )
     plan = _plan(enc, recipe)
+    t_loop = time.perf_counter()  # includes the teacher's precomputed states
     teacher_states = None
     if teacher_model is not None:
         teacher_states = TeacherStates(
@@ -196,7 +197,6 @@ def train_loop(
     losses: list[float] = []
     lrs: list[float] = []
     seen_tokens = 0
-    t_loop = time.perf_counter()
     with progress() as bar:
         task = bar.add_task("finetune", total=len(plan))
         for micro in plan:
