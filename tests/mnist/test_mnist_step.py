@@ -13,7 +13,7 @@ import torch
 from sublab.mnist import baseline
 from sublab.mnist.data import load_digits_set
 from sublab.mnist.mlp import init_params
-from sublab.mnist.stack import BatchedAdam, MlpStack
+from sublab.mnist.stack import BatchedAdam, MlpStack, shared_input_groups
 from sublab.mnist.train import (
     NoiseRecipe,
     Recipe,
@@ -41,12 +41,23 @@ def _assert_model_equal(batched: list[torch.Tensor], model: int, net: torch.nn.S
         torch.testing.assert_close(got, want, **TOL)
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_teacher_steps_equal_per_model_reference(shared: bool) -> None:
+@pytest.mark.parametrize(
+    ("shared", "sizes", "dtype"),
+    [
+        (True, SIZES, torch.float32),
+        (False, SIZES, torch.float32),
+        # 512 wide: 3 input groups reading one batch. float64, because over 10 Adam steps a
+        # float32 rounding difference on a near-zero gradient grew to 2e-5 on one weight of 32k.
+        (True, [64, 512, 32, 13], torch.float64),
+    ],
+)
+def test_teacher_steps_equal_per_model_reference(
+    shared: bool, sizes: list[int], dtype: torch.dtype
+) -> None:
     data = load_digits_set()
-    x = torch.from_numpy(data.x_train[:320]).float()
+    x = torch.from_numpy(data.x_train[:320]).to(dtype)
     y = torch.from_numpy(data.y_train[:320])
-    init = init_params(SIZES, 3, torch.Generator().manual_seed(0))
+    init = init_params(sizes, 3, torch.Generator().manual_seed(0), dtype=dtype)
     recipe = Recipe(epochs=2, lr=LR, batch_size=64, shared_batches=shared)
     batched = train_teachers(init, x, y, 10, recipe, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
@@ -90,6 +101,15 @@ def test_student_steps_equal_per_model_reference(shared: bool) -> None:
     assert (batched[0] - students[0]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize(
+    ("models", "width", "groups"), [(100, 256, 25), (80, 256, 20), (7, 256, 7), (3, 32, 1)]
+)
+def test_shared_input_groups_are_about_1024_columns_wide(
+    models: int, width: int, groups: int
+) -> None:
+    assert shared_input_groups(models, width) == groups
+
+
 def test_uneven_students_per_teacher_fall_back_to_one_group_per_student() -> None:
     index = torch.tensor([0, 0, 1])
     uneven = student_layout(index, 2, shared=False)
@@ -97,7 +117,8 @@ def test_uneven_students_per_teacher_fall_back_to_one_group_per_student() -> Non
     even = student_layout(torch.tensor([1, 0, 0, 1]), 2, shared=False)
     # Internal student k * 2 + g is the k-th student of teacher g.
     assert even.groups == 2 and not even.gather and even.order.tolist() == [1, 0, 2, 3]
-    assert student_layout(index, 2, shared=True).groups == 1
+    assert student_layout(index, 2, shared=True, width=256).groups == 1  # 3 x 256 <= 1024
+    assert student_layout(index, 2, shared=True, width=512).groups == 3
     g0 = torch.Generator().manual_seed(3)
     teachers, students = init_params(SIZES, 2, g0), init_params(SIZES, 3, g0)
     noise = NoiseRecipe("uniform", -1.0, 1.0, 1.0, size=32)

@@ -4,7 +4,8 @@ Models are grouped by the input they see. With ``groups`` distinct inputs ``x: [
 ``per_group`` models per input (``M = G * K`` models in all; model ``k * G + g`` sees input
 ``g``), the first layer of all K models of a group is one GEMM ``[B, in] @ [in, K * h]``:
 
-- shared batches (every model sees the same batch): ``G = 1, K = M``, one big matrix product;
+- shared batches (every model sees the same batch): the same input, viewed (not copied)
+  once per group of models about 1024 columns wide (:func:`shared_input_groups`);
 - independent batches (every model its own data): ``G = M, K = 1``, a batched product;
 - students of a teacher share that teacher's noise batch: ``G = teachers, K = students each``.
 
@@ -92,6 +93,21 @@ def _fused_supported(params: list[Tensor]) -> bool:
         and params[0].device.type in ("cpu", "cuda")
         and params[0].dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     )
+
+
+def shared_input_groups(models: int, width: int, max_columns: int = 1024) -> int:
+    """Input groups for ``models`` that all read one input (shared batches).
+
+    One group would make the first layer a single ``[B, in] @ [in, models * width]`` product,
+    but per-group products about ``max_columns`` wide measured 8-26% faster per step on a
+    2-core CPU (80 models at batch 1024, 40 at batch 256). So: the most models per group that
+    divides ``models`` with ``models per group * width <= max_columns`` (at least one).
+    """
+    best = 1
+    for k in range(1, models + 1):
+        if models % k == 0 and k * width <= max_columns:
+            best = k
+    return models // best
 
 
 class Workspace:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sublab.mnist.mlp import forward
-from sublab.mnist.stack import BatchedAdam, MlpStack, Workspace
+from sublab.mnist.stack import BatchedAdam, MlpStack, Workspace, shared_input_groups
 from sublab.progress import progress
 
 
@@ -71,11 +71,13 @@ def train_teachers(
 ) -> list[Tensor]:
     """Train every model's first ``classes`` logits with cross-entropy; return new params.
 
-    Shared batches: one input group (the first layer is one GEMM over all models); otherwise
-    each model gets its own shuffle, so its own batch (``x[idx]`` with ``idx: [M, B]``).
+    Shared batches: one batch for all, read in place by every input group (see
+    :func:`shared_input_groups`); otherwise each model gets its own shuffle, so its own batch
+    (``x[idx]`` with ``idx: [M, B]``).
     """
     models = params[0].shape[0]
-    stack = MlpStack(params, 1 if recipe.shared_batches else models, recipe.autocast)
+    groups = shared_input_groups(models, params[0].shape[2]) if recipe.shared_batches else models
+    stack = MlpStack(params, groups, recipe.autocast)
     opt = BatchedAdam(stack.params, recipe.lr)
     work = Workspace(x.device)
     steps = recipe.epochs * -(-x.shape[0] // recipe.batch_size)
@@ -89,7 +91,7 @@ def train_teachers(
                 # Shared: [1, B, in]; independent: each model's own batch, [M, B, in].
                 xb = work.get("x", (idx.numel(), x.shape[1]), x.dtype)
                 torch.index_select(x, 0, idx.reshape(-1), out=xb)
-                xb = xb.view(-1, idx.shape[-1], x.shape[1])
+                xb = xb.view(-1, idx.shape[-1], x.shape[1]).expand(groups, -1, -1)
                 logits = stack.forward(xb, save=True)
                 stack.backward(cross_entropy_grad(logits, y[idx], classes))
                 opt.step()
@@ -136,19 +138,22 @@ class StudentLayout:
     gather: bool
 
 
-def student_layout(teacher_index: Tensor, n_teachers: int, shared: bool) -> StudentLayout:
-    """Shared noise: one input group, order unchanged. Independent noise (one batch per
-    teacher): when every teacher has the same number K of students, internal student
-    ``k * T + g`` is the k-th student of teacher g and reads teacher g's batch in place;
-    uneven counts fall back to one group per student, inputs gathered.
+def student_layout(
+    teacher_index: Tensor, n_teachers: int, shared: bool, width: int = 256
+) -> StudentLayout:
+    """When every teacher has the same number K of students, internal student ``k * T + g`` is
+    the k-th student of teacher g and reads input group g: teacher g's noise batch, or with
+    shared noise the one batch (a view, not a copy). Uneven counts: with shared noise, order
+    unchanged in :func:`shared_input_groups` groups; otherwise one group per student, each
+    given a copy of its teacher's batch. ``width``: first hidden layer, for the shared grouping.
     """
     n = teacher_index.shape[0]
-    if shared:
-        return StudentLayout(torch.arange(n), 1, False)
     counts = torch.bincount(teacher_index, minlength=n_teachers)
     if bool((counts == counts[0]).all()) and int(counts[0]) > 0:
         per_teacher = [torch.nonzero(teacher_index == t).flatten() for t in range(n_teachers)]
         return StudentLayout(torch.stack(per_teacher, dim=1).flatten(), n_teachers, False)
+    if shared:
+        return StudentLayout(torch.arange(n), shared_input_groups(n, width), False)
     return StudentLayout(torch.arange(n), n, True)
 
 
@@ -189,12 +194,14 @@ def distill_students(
     n_teachers = teachers[0].shape[0]
     device = students[0].device
     teacher_index = teacher_index.cpu()
-    layout = student_layout(teacher_index, n_teachers, recipe.shared_batches)
+    width = students[0].shape[2]
+    layout = student_layout(teacher_index, n_teachers, recipe.shared_batches, width)
     order = layout.order
     reordered = not torch.equal(order, torch.arange(n_students))
     ordered = [p[order.to(device)] for p in students] if reordered else students
     stack = MlpStack(ordered, layout.groups, recipe.autocast)
-    teacher_stack = MlpStack(teachers, 1 if recipe.shared_batches else n_teachers, recipe.autocast)
+    t_groups = shared_input_groups(n_teachers, width) if recipe.shared_batches else n_teachers
+    teacher_stack = MlpStack(teachers, t_groups, recipe.autocast)
     internal_teacher = teacher_index[order].to(device)
     by_slice: dict[tuple[int, int | None], list[int]] = {}
     for j, s in enumerate(order.tolist()):
@@ -219,10 +226,12 @@ def distill_students(
                     generator,
                     out=work.get("noise", shape, torch.float32),
                 ).to(device=device, dtype=students[0].dtype)
-                if xb.dim() == 2:
-                    xb = xb.unsqueeze(0)
-                t_logits = teacher_stack.forward(xb)[internal_teacher]
-                s_logits = stack.forward(xb[internal_teacher] if layout.gather else xb, save=True)
+                if xb.dim() == 2:  # one batch for everyone: a view per input group
+                    t_in, s_in = (xb.expand(n, -1, -1) for n in (t_groups, layout.groups))
+                else:
+                    t_in, s_in = xb, xb[internal_teacher] if layout.gather else xb
+                t_logits = teacher_stack.forward(t_in)[internal_teacher]
+                s_logits = stack.forward(s_in, save=True)
                 stack.backward(distill_grad(s_logits, t_logits, groups))
                 opt.step()
                 bar.advance(task)
