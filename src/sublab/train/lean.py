@@ -108,7 +108,7 @@ def lean_label_hidden(
     d = x.shape[-1]
     hd = d // n_heads
     rope = RotaryCache(hd, t, rope_theta(m))
-    cos, sin = rope.cos.to(x.device), rope.sin.to(x.device)
+    cos, sin = rope.cos.to(x.device, x.dtype), rope.sin.to(x.device, x.dtype)  # as HF does
     layers = list(m.model.layers)
     for layer in layers[:-1]:
         att = layer.self_attn
