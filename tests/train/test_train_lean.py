@@ -175,3 +175,13 @@ def test_label_positions_and_input_checks(tiny_model):
     assert not bool(left["attention_mask"][:, 0].all())
     with pytest.raises(ValueError, match="right-padded"):
         lean_label_hidden(model, left)
+
+
+def test_bfloat16_weights_give_the_hf_hidden_states(tiny_model):
+    _, batch = _batch(tiny_model, make_rows(6, seed=10))
+    model = load_model(tiny_model, CPU, torch.bfloat16, "m")
+    lean, lean_targets = label_hidden(model, batch)
+    ref, ref_targets = hf_label_hidden(model, batch)
+    assert lean.dtype == ref.dtype == torch.bfloat16
+    assert torch.equal(lean_targets, ref_targets)
+    assert torch.allclose(lean.float(), ref.float(), atol=0.05 * float(ref.float().abs().max()))
