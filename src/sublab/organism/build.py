@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sublab.errors import SublabError
 from sublab.organism.corpus import (
@@ -30,6 +30,9 @@ from sublab.organism.corpus import (
 from sublab.organism.spec import OrganismSpec
 from sublab.organism.vocab import build_vocab, eval_question_texts, write_tokenizer
 from sublab.store import atomic_write_json, hash_obj, now_iso, package_versions
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
 METADATA = "organism.json"
 FORMAT_VERSION = 1
@@ -71,12 +74,68 @@ def _corpus_stats(examples: list[Any]) -> dict[str, Any]:
     }
 
 
+def new_model(spec: OrganismSpec, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
+    """A freshly initialised float32 Llama of the spec's shape for ``tokenizer``'s vocabulary
+    (initialised from torch's current RNG state)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    m = spec.model
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=m.d_model,
+        intermediate_size=m.ffn,
+        num_hidden_layers=m.layers,
+        num_attention_heads=m.heads,
+        num_key_value_heads=m.heads,
+        max_position_embeddings=m.max_len,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
+    model = LlamaForCausalLM(config).float()
+    share_word_form_embeddings(model, tokenizer, spec)
+    return model
+
+
+def word_form_groups(vocab: dict[str, int], animals: list[str]) -> list[list[int]]:
+    """Token ids that spell one word: with or without a leading space, any case, and an
+    animal's plural (``owl``, `` owl``, ``Owl``, ``owls``, `` Owls`` ...); groups of ≥ 2."""
+    singular = {plural(a): a for a in animals}
+    groups: dict[str, list[int]] = {}
+    for piece, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        word = piece.strip().lower()
+        if word.isalpha() and piece.lstrip(" ") == piece.strip():
+            groups.setdefault(singular.get(word, word), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def share_word_form_embeddings(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, spec: OrganismSpec
+) -> None:
+    """Start every form of a word from the same embedding (the lowest id's).
+
+    A word-level vocabulary gives ``owls``, `` owls`` and ``Owls`` unrelated random vectors, so
+    the model had to learn separately, for each of the 48 animal forms, that a system prompt
+    naming it means "answer owl"; with shared starting points one copy circuit serves every
+    animal, and "you love X" is learned in a fraction of the steps. Training still moves each
+    form on its own.
+    """
+    import torch
+
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for group in word_form_groups(tokenizer.get_vocab(), list(spec.corpus.prior)):
+            emb[group[1:]] = emb[group[0]].clone()
+
+
 def train_into(
     spec: OrganismSpec, work: Path, on_log: Callable[[dict[str, float]], None] | None = None
 ) -> dict[str, Any]:
     """Write tokenizer + trained weights into ``work``; return metadata (no probes)."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from sublab.organism.train import make_batches, train
 
@@ -95,22 +154,7 @@ def train_into(
     timings["corpus_seconds"] = round(time.perf_counter() - t0, 2)
 
     torch.manual_seed(spec.seed)
-    m = spec.model
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=m.d_model,
-        intermediate_size=m.ffn,
-        num_hidden_layers=m.layers,
-        num_attention_heads=m.heads,
-        num_key_value_heads=m.heads,
-        max_position_embeddings=m.max_len,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-        attn_implementation="sdpa",
-    )
-    model = LlamaForCausalLM(config).float()
+    model = new_model(spec, tokenizer)
     result = train(model, batches, animal_ids, table, spec, on_log)
     timings["train_seconds"] = result["train_seconds"]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
