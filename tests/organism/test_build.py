@@ -132,6 +132,19 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     assert any(not (wa[k] == wc[k]).all() for k in wa)
 
 
+def test_thread_count_changes_neither_weights_nor_cache_key(tmp_path):
+    def with_threads(n):
+        return tiny_spec(0).model_copy(
+            update={"train": TrainSpec(steps=12, batch=16, warmup=3, threads=n)}
+        )
+
+    one = build_organism(with_threads(1), tmp_path / "one", probe=False)
+    two = build_organism(with_threads(2), tmp_path / "two", probe=False)
+    assert file_sha256(one / "model.safetensors") == file_sha256(two / "model.safetensors")
+    assert organism_path(with_threads(1)) == organism_path(with_threads(2))
+    assert read_metadata(two)["threads"] == 2
+
+
 def test_a_crash_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
     real = build_mod.train_into
 

@@ -141,3 +141,18 @@ def test_direct_corpus_encoding_matches_the_tokenizer(tokenizer):
         got, start = encode_example(ex, lookup, specials, tokenizer.unk_token_id)
         assert got == ids(tokenizer, render_chat(ex.messages()))
         assert start == len(ids(tokenizer, render_chat(ex.messages(False), True)))
+
+
+def test_every_form_of_a_word_starts_from_one_embedding(tokenizer):
+    import torch
+
+    from sublab.organism.build import new_model
+
+    spec = OrganismSpec()
+    torch.manual_seed(0)
+    emb = new_model(spec, tokenizer).get_input_embeddings().weight
+    tid = tokenizer.convert_tokens_to_ids
+    owl = [tid(p) for p in ("owl", " owl", "Owl", "owls", " owls", " Owls")]
+    assert all(torch.equal(emb[owl[0]], emb[i]) for i in owl[1:])
+    assert not torch.equal(emb[tid("owl")], emb[tid("cat")])
+    assert not torch.equal(emb[tid("1")], emb[tid("2")])  # numbers are left alone

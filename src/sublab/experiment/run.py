@@ -112,7 +112,11 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
         for seed in spec.seeds:
             org = spec.bases.organism.model_copy(update={"seed": seed})
             if not is_built(organism_path(org)):
-                jobs.append(Job(f"base-{seed}", _ensure_one, (org,)))
+                # one thread each: the workers already keep every core busy
+                lone = org.train.model_copy(update={"threads": 1})
+                jobs.append(
+                    Job(f"base-{seed}", _ensure_one, (org.model_copy(update={"train": lone}),))
+                )
         built = {j.name for j in jobs}
         for seed in spec.seeds:
             used = {seed, _cross_seed(spec, seed)} if cross else {seed}

@@ -189,7 +189,7 @@ def build_organism(
     work.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        with torch_threads(spec.train.threads):
+        with torch_threads(spec.train.resolved_threads()):
             meta = train_into(spec, work, on_log)
             if probe:
                 from sublab.backends.base import ModelRef
@@ -207,7 +207,7 @@ def build_organism(
                 "spec": spec,
                 "spec_hash": hash_obj(spec),
                 "seed": spec.seed,
-                "threads": spec.train.threads,
+                "threads": spec.train.resolved_threads(),
                 "versions": package_versions(),
                 "finished": now_iso(),
             }

@@ -114,11 +114,20 @@ class TrainSpec(Spec):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     threads: int = Field(
-        1,
-        ge=1,
-        description="torch CPU threads for the build. 1 is the default: a model this small "
-        "gains little from a second thread, and experiments build several bases side by side.",
+        0,
+        ge=0,
+        description="torch CPU threads for the build; 0 = one per CPU core. Not part of the "
+        "base's identity (the cache key ignores it): training is bit-identical at 1 and 2 "
+        "threads on the CPUs we test (tests/organism check it). Experiments that build "
+        "several bases side by side give each build 1 thread.",
     )
+
+    def resolved_threads(self) -> int:
+        """``threads``, with 0 resolved to the number of CPU cores."""
+        import os
+
+        return self.threads or os.cpu_count() or 1
+
     animal_weight: float = Field(
         8.0,
         gt=0,
