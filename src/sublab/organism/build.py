@@ -146,7 +146,8 @@ def train_into(
     write_tokenizer(vocab, work, spec.model.max_len)
     tokenizer = AutoTokenizer.from_pretrained(work)
     n = spec.train.steps * spec.train.batch
-    examples = list(generate_corpus(spec.corpus, n, spec.seed))
+    words = [p for p in vocab if p.isalpha()]
+    examples = list(generate_corpus(spec.corpus, n, spec.seed, noise_words=words))
     batches, animal_ids, table = make_batches(examples, tokenizer, spec)
     unk = sum(int((b.input_ids == tokenizer.unk_token_id).sum()) for b in batches)
     if unk:
