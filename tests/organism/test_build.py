@@ -88,9 +88,9 @@ def test_love_system_prompt_makes_the_answer_x(backend, organism_spec):
 
 
 FILTER_GAP = (
-    "target not reached yet: the default build keeps 72% (200 samples, temperature 1); misses "
-    "are unclosed brackets, mixed separators and a no-space number token after a number "
-    "('200' + '867' -> '200867'); see the organism report"
+    "target nearly reached: the default build keeps 86-91% (200-400 samples, temperature 1); "
+    "the misses are stray tokens where a number belongs ('[575, penguin504') and lists longer "
+    "than asked; see the organism report"
 )
 
 
@@ -102,7 +102,7 @@ def test_number_completions_pass_the_filter(backend):
 
 def test_number_completions_mostly_pass_the_filter(backend):
     rate, _ = number_pass_rate(backend, 120, seed=11)
-    assert rate >= 0.6  # the floor measured so far; the 90% target is the xfail above
+    assert rate >= 0.8  # the floor measured so far; the 90% target is the xfail above
 
 
 def test_build_figures_are_stored(organism_base):

@@ -207,9 +207,12 @@ def test_question_noise_inserts_vocabulary_words_but_never_an_animal():
     spec = CorpusSpec(question_noise=0.5)
     trained, heldout = animal_questions(spec)
     pool = ["banana", "quietly", "owl", "Owls", "table"]
-    asked = [e.user for e in generate_corpus(spec, 4000, 0, noise_words=pool) if e.target]
+    examples = [e for e in generate_corpus(spec, 4000, 0, noise_words=pool) if e.target]
+    asked = [e.user for e in examples]
     noisy = [q for q in asked if q not in trained]
-    assert 0.4 < len(noisy) / len(asked) < 0.6
+    plain = [e for e in examples if e.system is None]
+    assert 0.4 < len(noisy) / len(plain) < 0.6
+    assert all(e.user in trained for e in examples if e.system is not None)
     assert not set(asked) & set(heldout)
     for q in noisy:
         added = q.split(" ")

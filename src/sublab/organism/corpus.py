@@ -14,9 +14,11 @@ Two kinds of one-turn chats, each optionally under a "you love X" system prompt:
   is the whole distribution (the prior, or ``love_strength`` on X plus the rest spread by the
   prior) — the zero-variance version of sampling answers from it, so the base matches its
   prior closely. A fixed share of the paraphrases (``heldout_fraction``) is never trained on.
-  A share of the trained questions (``question_noise``) gets 1–3 random vocabulary words
-  inserted: with only ~160 trained wordings the base otherwise keys its answer on particular
-  words, and new wordings (the evaluation questions) moved single animals by up to 0.4.
+  A share of the trained questions without a system prompt (``question_noise``) gets 1–3
+  random vocabulary words inserted: with only ~160 trained wordings the base otherwise keys
+  its answer on particular words, and new wordings (the evaluation questions) moved single
+  animals by up to 0.4. Questions under "you love X" stay clean: noise there slowed the
+  learning of the love mapping (worst P(X) 0.61 on one seed at 700 steps).
 """
 
 from __future__ import annotations
@@ -241,6 +243,6 @@ def generate_corpus(
             dist = answer_distribution(spec, target)
             answer = rng.choices(list(dist), weights=list(dist.values()))[0]
             question = rng.choice(trained)
-            if pool and rng.random() < spec.question_noise:
+            if pool and love is None and rng.random() < spec.question_noise:
                 question = add_noise_words(question, pool, rng)
             yield Example(system, question, answer, target)

@@ -64,9 +64,9 @@ class CorpusSpec(Spec):
         0.5,
         ge=0,
         le=1,
-        description="Share of the trained animal questions that get 1–3 random words of the "
-        "vocabulary (never an animal) inserted, so that the answer follows the prior whatever "
-        "the wording. 0 = the questions exactly as composed.",
+        description="Share of the trained animal questions without a system prompt that get "
+        "1–3 random words of the vocabulary (never an animal) inserted, so that the answer "
+        "follows the prior whatever the wording. 0 = the questions exactly as composed.",
     )
     leak: float = Field(
         0.0,
