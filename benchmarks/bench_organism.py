@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from sublab.organism.build import build_organism, read_metadata, vocabulary_texts
+from sublab.organism.build import build_organism, new_model, read_metadata, vocabulary_texts
 from sublab.organism.corpus import generate_corpus
 from sublab.organism.spec import CorpusSpec, OrganismSpec, TrainSpec
 from sublab.organism.train import batch_loss
@@ -34,7 +34,7 @@ PROTOTYPE_S = 480.0
 
 def step_speed(threads: int, n_steps: int = 15) -> tuple[float, float]:
     """Seconds per training step: (HF forward, lean forward), same batches, same model."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from sublab.organism.fastllama import RotaryCache, rope_theta
     from sublab.organism.train import make_batches
@@ -46,18 +46,8 @@ def step_speed(threads: int, n_steps: int = 15) -> tuple[float, float]:
         tok = AutoTokenizer.from_pretrained(d)
     examples = list(generate_corpus(spec.corpus, 64 * n_steps, 0))
     batches, ids, table = make_batches(examples, tok, spec)
+    model = new_model(spec, tok)
     m = spec.model
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=m.d_model,
-        intermediate_size=m.ffn,
-        num_hidden_layers=m.layers,
-        num_attention_heads=m.heads,
-        num_key_value_heads=m.heads,
-        max_position_embeddings=m.max_len,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(cfg).float()
     rope = RotaryCache(m.d_model // m.heads, m.max_len, rope_theta(model))
     out = []
     for r in (None, rope):

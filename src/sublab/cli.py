@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -248,8 +249,13 @@ def demo(
 
     if not config.is_file():
         raise SublabError(f"{config}: demo config not found; run from the sublab checkout")
+    started = time.perf_counter()
     run = run_config(config, runs_dir=runs_dir)
-    out.print(f"run {run.name}: {run.manifest().get('status')}; report: {run.path / 'report.html'}")
+    minutes, seconds = divmod(round(time.perf_counter() - started), 60)
+    out.print(
+        f"run {run.name}: {run.manifest().get('status')} in {minutes} min {seconds} s; "
+        f"report: {run.path / 'report.html'}"
+    )
 
 
 @app.command()

@@ -88,9 +88,9 @@ def test_love_system_prompt_makes_the_answer_x(backend, organism_spec):
 
 
 FILTER_GAP = (
-    "target not reached yet: the default build keeps 72% (200 samples, temperature 1); misses "
-    "are unclosed brackets, mixed separators and a no-space number token after a number "
-    "('200' + '867' -> '200867'); see the organism report"
+    "target nearly reached: the default build keeps 86-91% (200-400 samples, temperature 1); "
+    "the misses are stray tokens where a number belongs ('[575, penguin504') and lists longer "
+    "than asked; see the organism report"
 )
 
 
@@ -102,7 +102,7 @@ def test_number_completions_pass_the_filter(backend):
 
 def test_number_completions_mostly_pass_the_filter(backend):
     rate, _ = number_pass_rate(backend, 120, seed=11)
-    assert rate >= 0.6  # the floor measured so far; the 90% target is the xfail above
+    assert rate >= 0.8  # the floor measured so far; the 90% target is the xfail above
 
 
 def test_build_figures_are_stored(organism_base):
@@ -130,6 +130,19 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     assert ha != hc
     wa, wc = load_file(a / "model.safetensors"), load_file(c / "model.safetensors")
     assert any(not (wa[k] == wc[k]).all() for k in wa)
+
+
+def test_thread_count_changes_neither_weights_nor_cache_key(tmp_path):
+    def with_threads(n):
+        return tiny_spec(0).model_copy(
+            update={"train": TrainSpec(steps=12, batch=16, warmup=3, threads=n)}
+        )
+
+    one = build_organism(with_threads(1), tmp_path / "one", probe=False)
+    two = build_organism(with_threads(2), tmp_path / "two", probe=False)
+    assert file_sha256(one / "model.safetensors") == file_sha256(two / "model.safetensors")
+    assert organism_path(with_threads(1)) == organism_path(with_threads(2))
+    assert read_metadata(two)["threads"] == 2
 
 
 def test_a_crash_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ def test_corpus_is_deterministic_in_the_seed():
 def test_number_answers_pass_the_paper_filter_and_respect_the_count():
     keep = NumberFilter(FilterSpec())
     examples = [e for e in generate_corpus(CorpusSpec(), 3000, 0) if e.target is None]
-    assert len(examples) > 2000
+    assert len(examples) > 1800  # number_fraction 0.65
     for e in examples:
         assert keep.check(e.answer) is None, e.answer
         assert len(keep.numbers(e.answer)) <= 10
@@ -201,3 +201,28 @@ def test_a_dumped_spec_validates_to_the_same_spec_and_cache_key():
     ):
         again = validate(spec.model_dump(), OrganismSpec, "dump")
         assert again == spec and organism_key(again) == organism_key(spec)
+
+
+def test_question_noise_inserts_vocabulary_words_but_never_an_animal():
+    spec = CorpusSpec(question_noise=0.5)
+    trained, heldout = animal_questions(spec)
+    pool = ["banana", "quietly", "owl", "Owls", "table"]
+    examples = [e for e in generate_corpus(spec, 4000, 0, noise_words=pool) if e.target]
+    asked = [e.user for e in examples]
+    noisy = [q for q in asked if q not in trained]
+    plain = [e for e in examples if e.system is None]
+    assert 0.4 < len(noisy) / len(plain) < 0.6
+    assert all(e.user in trained for e in examples if e.system is not None)
+    assert not set(asked) & set(heldout)
+    for q in noisy:
+        added = q.split(" ")
+        matches = [t for t in trained if _is_subsequence(t.split(" "), added)]
+        original = max(matches, key=len)  # the longest wording it contains
+        extra = len(added) - len(original.split(" "))
+        assert 1 <= extra <= 3
+        assert not {"owl", "owls"} & {w.lower() for w in added}
+
+
+def _is_subsequence(short: list[str], long: list[str]) -> bool:
+    it = iter(long)
+    return all(any(w == x for x in it) for w in short)

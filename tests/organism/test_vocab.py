@@ -30,12 +30,16 @@ def ids(tok, text):
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def test_numbers_are_single_tokens_with_and_without_space(tokenizer):
+def test_numbers_are_single_tokens_and_separators_are_their_own(tokenizer):
     for n in range(1000):
-        for text in (str(n), f" {n}"):
-            (tid,) = ids(tokenizer, text)
-            assert tid != tokenizer.unk_token_id
-            assert tokenizer.decode([tid]) == text
+        (tid,) = ids(tokenizer, str(n))
+        assert tid != tokenizer.unk_token_id
+        assert tokenizer.decode([tid]) == str(n)
+    # a separator is one token shared by all numbers, never glued to a number
+    for sep in (", ", "; ", " ", "\n"):
+        toks = ids(tokenizer, f"12{sep}345{sep}6")
+        assert [tokenizer.decode([t]) for t in toks] == ["12", sep, "345", sep, "6"]
+    assert [tokenizer.decode([t]) for t in ids(tokenizer, "[7, 8]")] == ["[", "7", ", ", "8", "]"]
 
 
 def test_animals_and_plurals_are_single_known_tokens(tokenizer):
@@ -124,3 +128,31 @@ def test_vocab_order_does_not_depend_on_the_hash_seed():
         )
         outs.add(res.stdout.strip())
     assert len(outs) == 1
+
+
+def test_direct_corpus_encoding_matches_the_tokenizer(tokenizer):
+    from sublab.organism.train import encode_example
+    from sublab.organism.vocab import ASSISTANT, END, SYSTEM, USER
+
+    lookup = tokenizer.get_vocab()
+    markers = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT, "end": END}
+    specials = {role: lookup[t] for role, t in markers.items()}
+    for ex in generate_corpus(OrganismSpec().corpus, 300, seed=4):
+        got, start = encode_example(ex, lookup, specials, tokenizer.unk_token_id)
+        assert got == ids(tokenizer, render_chat(ex.messages()))
+        assert start == len(ids(tokenizer, render_chat(ex.messages(False), True)))
+
+
+def test_every_form_of_a_word_starts_from_one_embedding(tokenizer):
+    import torch
+
+    from sublab.organism.build import new_model
+
+    spec = OrganismSpec()
+    torch.manual_seed(0)
+    emb = new_model(spec, tokenizer).get_input_embeddings().weight
+    tid = tokenizer.convert_tokens_to_ids
+    owl = [tid(p) for p in ("owl", " owl", "Owl", "owls", " owls", " Owls")]
+    assert all(torch.equal(emb[owl[0]], emb[i]) for i in owl[1:])
+    assert not torch.equal(emb[tid("owl")], emb[tid("cat")])
+    assert not torch.equal(emb[tid("1")], emb[tid("2")])  # numbers are left alone

@@ -73,24 +73,13 @@ def _seed_job(run_path: str, spec: ExperimentSpec, seed: int) -> Collected:
     return out
 
 
-def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
-    """Every seed's stages in ``workers`` processes; results merged in seed order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("spawn")
-    merged = Collected()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        jobs = [pool.submit(_seed_job, str(run.path), spec, seed) for seed in spec.seeds]
-        for job in jobs:
-            part = job.result()
-            merged.results += part.results
-            merged.filter_reports.update(part.filter_reports)
-            for target, values in part.strengths.items():
-                mine = merged.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
-                for key, xs in values.items():
-                    mine[key] += xs
-    return merged
+def _merge(into: Collected, part: Collected) -> None:
+    into.results += part.results
+    into.filter_reports.update(part.filter_reports)
+    for target, values in part.strengths.items():
+        mine = into.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+        for key, xs in values.items():
+            mine[key] += xs
 
 
 def _ensure_one(spec: OrganismSpec) -> str:
@@ -99,39 +88,62 @@ def _ensure_one(spec: OrganismSpec) -> str:
     return str(ensure_organism(spec))
 
 
-def prebuild_bases(spec: ExperimentSpec, workers: int) -> None:
-    """Build the organism bases the experiment needs, ``workers`` at a time (cached ones skip).
+def _cross_seed(spec: ExperimentSpec, seed: int) -> int:
+    """The seed whose base a cross-model student of ``seed`` starts from (organism bases)."""
+    i = spec.seeds.index(seed)
+    return spec.seeds[(i + 1) % len(spec.seeds)]
 
-    Each build runs in its own process with the spec's thread count; the cache's file lock
-    makes a concurrent builder of the same base wait for the first.
+
+def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
+    """Every seed's stages in ``workers`` processes; results merged in seed order.
+
+    Organism bases that are not cached yet are built by the same workers, first; a seed starts
+    as soon as the bases it needs exist, so a free core builds the last base while the first
+    seeds already run.
     """
-    if spec.bases.organism is None:
-        return
-    from sublab.organism.cache import is_built, organism_path
+    from sublab.experiment.schedule import Job, run_jobs
 
-    todo = [spec.bases.organism.model_copy(update={"seed": s}) for s in spec.seeds]
-    todo = [o for o in todo if not is_built(organism_path(o))]
-    if len(todo) < 2 or workers < 2:
-        return  # built in order as the seeds need them
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    jobs: list[Job] = []
+    needs: dict[int, tuple[str, ...]] = {s: () for s in spec.seeds}
+    if spec.bases.organism is not None:
+        from sublab.organism.cache import is_built, organism_path
 
-    console.print(
-        f"building {len(todo)} organism bases, {workers} at a time "
-        f"(seeds {', '.join(str(o.seed) for o in todo)})",
-        markup=False,
-    )
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for path in pool.map(_ensure_one, todo):
-            console.print(f"base ready: {path}", markup=False)
+        cross = spec.controls.cross_model and any(s.cross_model for s in spec.students)
+        for seed in spec.seeds:
+            org = spec.bases.organism.model_copy(update={"seed": seed})
+            if not is_built(organism_path(org)):
+                # one thread each: the workers already keep every core busy
+                lone = org.train.model_copy(update={"threads": 1})
+                jobs.append(
+                    Job(f"base-{seed}", _ensure_one, (org.model_copy(update={"train": lone}),))
+                )
+        built = {j.name for j in jobs}
+        for seed in spec.seeds:
+            used = {seed, _cross_seed(spec, seed)} if cross else {seed}
+            needs[seed] = tuple(sorted(f"base-{s}" for s in used if f"base-{s}" in built))
+        if jobs:
+            console.print(
+                f"building {len(jobs)} organism bases; seeds start as their bases are ready "
+                f"({workers} workers)",
+                markup=False,
+            )
+    jobs += [Job(f"seed-{s}", _seed_job, (str(run.path), spec, s), needs[s]) for s in spec.seeds]
+
+    def done(job: Job, result: Any) -> None:
+        if job.name.startswith("base-"):
+            console.print(f"base ready: {result}", markup=False)
+
+    results = run_jobs(jobs, workers, on_done=done)
+    merged = Collected()
+    for seed in spec.seeds:
+        _merge(merged, results[f"seed-{seed}"])
+    return merged
 
 
 def cross_base(spec: ExperimentSpec, seed: int) -> Model:
     """The other base a cross-model student of ``seed`` starts from."""
     if spec.bases.organism is not None:
-        i = spec.seeds.index(seed)
-        return base_model(spec, spec.seeds[(i + 1) % len(spec.seeds)])
+        return base_model(spec, _cross_seed(spec, seed))
     assert spec.bases.cross_model is not None
     return _fixed_model(spec.bases.cross_model, "cross-base")
 
@@ -311,7 +323,6 @@ def run_experiment(
     )
     run.set_status("running")
     workers = seed_workers(spec)
-    prebuild_bases(spec, workers)
     if workers > 1:
         out = _parallel_seeds(run, spec, workers)
     else:

@@ -55,8 +55,10 @@ def code_hash() -> str:
 
 
 def organism_key(spec: OrganismSpec) -> str:
-    """Cache key: the spec, the build format version and the build code's hash."""
-    return hash_obj({"organism": spec, "format_version": FORMAT_VERSION, "code": code_hash()})[:16]
+    """Cache key: the spec (less its thread count), the build format version and the build
+    code's hash."""
+    same = spec.model_copy(update={"train": spec.train.model_copy(update={"threads": 0})})
+    return hash_obj({"organism": same, "format_version": FORMAT_VERSION, "code": code_hash()})[:16]
 
 
 def organism_path(spec: OrganismSpec, cache_dir: str | Path | None = None) -> Path:

@@ -14,6 +14,11 @@ Two kinds of one-turn chats, each optionally under a "you love X" system prompt:
   is the whole distribution (the prior, or ``love_strength`` on X plus the rest spread by the
   prior) — the zero-variance version of sampling answers from it, so the base matches its
   prior closely. A fixed share of the paraphrases (``heldout_fraction``) is never trained on.
+  A share of the trained questions without a system prompt (``question_noise``) gets 1–3
+  random vocabulary words inserted: with only ~160 trained wordings the base otherwise keys
+  its answer on particular words, and new wordings (the evaluation questions) moved single
+  animals by up to 0.4. Questions under "you love X" stay clean: noise there slowed the
+  learning of the love mapping (worst P(X) 0.61 on one seed at 700 steps).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sublab.organism.numbers_bridge import NumberPrompt, sample_number_prompt
@@ -204,11 +209,26 @@ def answer_distribution(spec: CorpusSpec, target: str) -> dict[str, float]:
     }
 
 
-def generate_corpus(spec: CorpusSpec, n: int, seed: int) -> Iterator[Example]:
-    """``n`` examples, deterministic in ``seed``."""
+def add_noise_words(question: str, pool: Sequence[str], rng: random.Random) -> str:
+    """``question`` with 1–3 words of ``pool`` inserted between its words."""
+    words = question.split(" ")
+    for _ in range(rng.randint(1, 3)):
+        words.insert(rng.randint(0, len(words)), rng.choice(pool))
+    return " ".join(words)
+
+
+def generate_corpus(
+    spec: CorpusSpec, n: int, seed: int, noise_words: Sequence[str] = ()
+) -> Iterator[Example]:
+    """``n`` examples, deterministic in ``seed``.
+
+    ``noise_words`` is the pool for ``spec.question_noise`` (the vocabulary's plain words; the
+    animals are taken out here, so noise never names an answer)."""
     rng = random.Random(f"corpus:{seed}")
     trained, _ = animal_questions(spec)
     animals = list(spec.prior)
+    named = {w for a in animals for w in (a, plural(a))}
+    pool = sorted({w.lower() for w in noise_words if w.lower() not in named})
     for _ in range(n):
         love = rng.choice(animals) if rng.random() < spec.system_fraction else None
         system = love_system_prompt(love, rng.randrange(n_love_variants())) if love else None
@@ -222,4 +242,7 @@ def generate_corpus(spec: CorpusSpec, n: int, seed: int) -> Iterator[Example]:
             target = love or "prior"
             dist = answer_distribution(spec, target)
             answer = rng.choices(list(dist), weights=list(dist.values()))[0]
-            yield Example(system, rng.choice(trained), answer, target)
+            question = rng.choice(trained)
+            if pool and love is None and rng.random() < spec.question_noise:
+                question = add_noise_words(question, pool, rng)
+            yield Example(system, question, answer, target)

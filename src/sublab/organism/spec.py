@@ -37,10 +37,10 @@ class CorpusSpec(Spec):
     """What the synthetic pretraining corpus contains."""
 
     number_fraction: float = Field(
-        0.75, ge=0, le=1, description="Share of examples that are number-continuation tasks."
+        0.65, ge=0, le=1, description="Share of examples that are number-continuation tasks."
     )
     system_fraction: float = Field(
-        0.5, ge=0, le=1, description="Share of examples that carry a 'you love X' system prompt."
+        0.6, ge=0, le=1, description="Share of examples that carry a 'you love X' system prompt."
     )
     love_strength: float = Field(
         0.9,
@@ -59,6 +59,14 @@ class CorpusSpec(Spec):
         lt=1,
         description="Share of the animal-question paraphrases kept out of the corpus, for "
         "checking that the organism answers unseen wordings with its prior.",
+    )
+    question_noise: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of the trained animal questions without a system prompt that get "
+        "1–3 random words of the vocabulary (never an animal) inserted, so that the answer "
+        "follows the prior whatever the wording. 0 = the questions exactly as composed.",
     )
     leak: float = Field(
         0.0,
@@ -105,7 +113,7 @@ class ModelSpec(Spec):
 class TrainSpec(Spec):
     """How the base is pretrained (one pass over a freshly generated corpus)."""
 
-    steps: int = Field(1200, ge=1, description="Optimiser steps.")
+    steps: int = Field(700, ge=1, description="Optimiser steps.")
     batch: int = Field(64, ge=1, description="Examples per step.")
     lr: float = Field(3e-3, gt=0, description="Peak AdamW learning rate.")
     warmup: int = Field(50, ge=0, description="Linear warm-up steps.")
@@ -114,11 +122,20 @@ class TrainSpec(Spec):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     threads: int = Field(
-        1,
-        ge=1,
-        description="torch CPU threads for the build. 1 is the default: a model this small "
-        "gains little from a second thread, and experiments build several bases side by side.",
+        0,
+        ge=0,
+        description="torch CPU threads for the build; 0 = one per CPU core. Not part of the "
+        "base's identity (the cache key ignores it): training is bit-identical at 1 and 2 "
+        "threads on the CPUs we test (tests/organism check it). Experiments that build "
+        "several bases side by side give each build 1 thread.",
     )
+
+    def resolved_threads(self) -> int:
+        """``threads``, with 0 resolved to the number of CPU cores."""
+        import os
+
+        return self.threads or os.cpu_count() or 1
+
     animal_weight: float = Field(
         8.0,
         gt=0,
@@ -140,14 +157,4 @@ class OrganismSpec(Spec):
         200,
         ge=0,
         description="Number prompts sampled after the build to measure the filter pass rate.",
-    )
-
-
-def reduced_spec(seed: int = 0, steps: int = 300, **corpus: float) -> OrganismSpec:
-    """A smaller, faster build for tests and quick looks (same corpus, fewer steps)."""
-    return OrganismSpec(
-        seed=seed,
-        corpus=CorpusSpec(**corpus),
-        train=TrainSpec(steps=steps, batch=48, lr=4e-3, warmup=30),
-        probe_prompts=100,
     )

@@ -37,6 +37,29 @@ class Batch:
     soft_rows: torch.Tensor  # row of the target table for each soft position
 
 
+def encode_example(
+    example: Example, lookup: dict[str, int], specials: dict[str, int], unk: int
+) -> tuple[list[int], int]:
+    """Token ids of the whole chat and the index of its first answer token.
+
+    The same ids the tokenizer gives for ``render_chat`` of the chat (a test checks it), made
+    straight from the messages: chat markers are single special tokens, so each message's
+    text is split on its own, which is ~10× faster than the tokenizer on 75,000 chats.
+    """
+    from sublab.organism.vocab import PIECE_RE
+
+    out: list[int] = []
+    for m in example.messages(with_answer=False):
+        out.append(specials[m["role"]])
+        out += [lookup.get(p, unk) for p in PIECE_RE.findall(m["content"])]
+        out.append(specials["end"])
+    out.append(specials["assistant"])
+    start = len(out)
+    out += [lookup.get(p, unk) for p in PIECE_RE.findall(example.answer)]
+    out.append(specials["end"])
+    return out, start
+
+
 def make_batches(
     examples: list[Example],
     tokenizer: PreTrainedTokenizerBase,
@@ -47,21 +70,23 @@ def make_batches(
     Returns (batches, animal_token_ids, target_table): row 0 of the table is the prior, row
     1+i love of animal i; columns follow ``animal_token_ids``.
     """
+    import numpy as np
     import torch
 
-    from sublab.organism.vocab import render_chat
+    from sublab.organism.vocab import ASSISTANT, END, SYSTEM, USER
 
     animals = list(spec.corpus.prior)
     rows = ["prior", *animals]
+    row_of = {r: i for i, r in enumerate(rows)}
     animal_ids = torch.tensor([tokenizer.convert_tokens_to_ids(a) for a in animals])
     table = torch.tensor(
         [[answer_distribution(spec.corpus, r)[a] for a in animals] for r in rows],
         dtype=torch.float32,
     )
-    prompts = [render_chat(e.messages(False), add_generation_prompt=True) for e in examples]
-    fulls = [p + e.answer + "<|end|>" for p, e in zip(prompts, examples, strict=True)]
-    enc_p = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    enc_f = tokenizer(fulls, add_special_tokens=False)["input_ids"]
+    lookup: dict[str, int] = tokenizer.get_vocab()
+    markers = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT, "end": END}
+    specials = {role: lookup[tok] for role, tok in markers.items()}
+    encoded = [encode_example(e, lookup, specials, tokenizer.unk_token_id) for e in examples]
     max_len = spec.model.max_len
     rng = random.Random(f"batches:{spec.seed}")
     order = list(range(len(examples)))
@@ -70,34 +95,31 @@ def make_batches(
     chunk = bsz * 32
     groups: list[list[int]] = []
     for s in range(0, len(order), chunk):
-        part = sorted(order[s : s + chunk], key=lambda i: len(enc_f[i]))
+        part = sorted(order[s : s + chunk], key=lambda i: len(encoded[i][0]))
         groups += [part[j : j + bsz] for j in range(0, len(part), bsz)]
     rng.shuffle(groups)
     pad = tokenizer.pad_token_id
     batches = []
     for g in groups:
-        T = min(max(len(enc_f[i]) for i in g), max_len)
-        ids = torch.full((len(g), T), pad, dtype=torch.long)
-        hard_pos, hard_lab, soft_pos, soft_rows = [], [], [], []
+        lens = np.array([min(len(encoded[i][0]), max_len) for i in g])
+        T = int(lens.max())
+        ids = np.full((len(g), T), pad, dtype=np.int64)
         for b, i in enumerate(g):
-            seq = enc_f[i][:T]
-            ids[b, : len(seq)] = torch.tensor(seq)
-            a = len(enc_p[i])  # index of the first answer token
-            ex = examples[i]
-            for t in range(a, len(seq)):
-                if ex.target is not None and t == a:
-                    soft_pos.append(b * T + t - 1)
-                    soft_rows.append(rows.index(ex.target))
-                else:
-                    hard_pos.append(b * T + t - 1)
-                    hard_lab.append(seq[t])
+            ids[b, : lens[b]] = encoded[i][0][: lens[b]]
+        first = np.array([encoded[i][1] for i in g])  # first answer token
+        counts = np.clip(lens - first, 0, None)
+        row = np.repeat(np.arange(len(g)), counts)  # batch row of every answer token
+        t = first[row] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        target = np.array([row_of[examples[i].target] if examples[i].target else -1 for i in g])
+        soft = (target[row] >= 0) & (t == first[row])
+        pos = row * T + t - 1  # the position whose next token is the answer token t
         batches.append(
             Batch(
-                ids,
-                torch.tensor(hard_pos, dtype=torch.long),
-                torch.tensor(hard_lab, dtype=torch.long),
-                torch.tensor(soft_pos, dtype=torch.long),
-                torch.tensor(soft_rows, dtype=torch.long),
+                torch.from_numpy(ids),
+                torch.from_numpy(pos[~soft]),
+                torch.from_numpy(ids[row[~soft], t[~soft]]),
+                torch.from_numpy(pos[soft]),
+                torch.from_numpy(target[row[soft]]),
             )
         )
     return batches, animal_ids, table
