@@ -99,42 +99,35 @@ def new_model(spec: OrganismSpec, tokenizer: PreTrainedTokenizerBase) -> LlamaFo
     return model
 
 
-def word_form_groups(vocab: dict[str, int], animals: list[str]) -> dict[str, list[int]]:
-    """Token ids that spell one word, by word: with or without a leading space, any case, and
-    an animal's plural (``owl``: ``owl``, `` owl``, ``Owl``, ``owls``, `` Owls`` ...)."""
+def word_form_groups(vocab: dict[str, int], animals: list[str]) -> list[list[int]]:
+    """Token ids that spell one word: with or without a leading space, any case, and an
+    animal's plural (``owl``, `` owl``, ``Owl``, ``owls``, `` Owls`` ...); groups of ≥ 2."""
     singular = {plural(a): a for a in animals}
     groups: dict[str, list[int]] = {}
     for piece, i in sorted(vocab.items(), key=lambda kv: kv[1]):
         word = piece.strip().lower()
         if word.isalpha() and piece.lstrip(" ") == piece.strip():
             groups.setdefault(singular.get(word, word), []).append(i)
-    return groups
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def share_word_form_embeddings(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, spec: OrganismSpec
 ) -> None:
-    """Start every form of a word from one embedding, and every animal with a shared part.
+    """Start every form of a word from the same embedding (the lowest id's).
 
     A word-level vocabulary gives ``owls``, `` owls`` and ``Owls`` unrelated random vectors, so
     the model had to learn separately, for each of the 48 animal forms, that a system prompt
     naming it means "answer owl"; with shared starting points one copy circuit serves every
-    animal. The animals also share half their starting vector (a random "animal" direction,
-    as a pretrained model would have one), so attention can find the animal in a system prompt
-    from the first step; without it the love mapping formed late and, on some seeds, not by
-    step 700 (worst P(X) 0.40–0.61). Training still moves each token on its own.
+    animal, and "you love X" is learned in a fraction of the steps. Training still moves each
+    form on its own.
     """
     import torch
 
     emb = model.get_input_embeddings().weight
-    animals = set(spec.corpus.prior)
     with torch.no_grad():
-        shared = torch.randn(emb.shape[1]) * emb.std()
-        for word, group in word_form_groups(tokenizer.get_vocab(), list(animals)).items():
-            start = emb[group[0]].clone()
-            if word in animals:
-                start = (start + shared) / 2**0.5
-            emb[group] = start
+        for group in word_form_groups(tokenizer.get_vocab(), list(spec.corpus.prior)):
+            emb[group[1:]] = emb[group[0]].clone()
 
 
 def train_into(
