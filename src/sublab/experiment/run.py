@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sublab.backends.base import ModelRef
 from sublab.evals.preference import PreferenceResult
@@ -64,12 +64,12 @@ def seed_workers(spec: ExperimentSpec) -> int:
     return max(1, min(len(spec.seeds), os.cpu_count() or 1))
 
 
-def _seed_job(run_path: str, spec: ExperimentSpec, seed: int) -> Collected:
+def _seed_job(run_path: str, spec: ExperimentSpec, seed: int, part: SeedPart) -> Collected:
     import torch
 
     torch.set_num_threads(1)
     out = Collected()
-    run_seed(Run(run_path), spec, seed, out)
+    run_seed(Run(run_path), spec, seed, out, part)
     return out
 
 
@@ -97,9 +97,10 @@ def _cross_seed(spec: ExperimentSpec, seed: int) -> int:
 def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
     """Every seed's stages in ``workers`` processes; results merged in seed order.
 
-    Organism bases that are not cached yet are built by the same workers, first; a seed starts
-    as soon as the bases it needs exist, so a free core builds the last base while the first
-    seeds already run.
+    Each seed is two jobs (its controls and its targets, see :func:`run_seed`), so three seeds
+    keep two workers busy to the end. Organism bases that are not cached yet are built by the
+    same workers, first; a seed's jobs start as soon as the bases they need exist, so a free
+    core builds the last base while the first seeds already run.
     """
     from sublab.experiment.schedule import Job, run_jobs
 
@@ -127,7 +128,12 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
                 f"({workers} workers)",
                 markup=False,
             )
-    jobs += [Job(f"seed-{s}", _seed_job, (str(run.path), spec, s), needs[s]) for s in spec.seeds]
+    halves: tuple[SeedPart, ...] = ("controls", "targets")
+    jobs += [
+        Job(f"seed-{s}-{half}", _seed_job, (str(run.path), spec, s, half), needs[s])
+        for s in spec.seeds
+        for half in halves
+    ]
 
     def done(job: Job, result: Any) -> None:
         if job.name.startswith("base-"):
@@ -136,7 +142,8 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
     results = run_jobs(jobs, workers, on_done=done)
     merged = Collected()
     for seed in spec.seeds:
-        _merge(merged, results[f"seed-{seed}"])
+        for half in halves:
+            _merge(merged, results[f"seed-{seed}-{half}"])
     return merged
 
 
@@ -189,8 +196,18 @@ def _reseed(spec: Any, offset: int) -> Any:
     return spec.model_copy(update={"seed": spec.seed + offset})
 
 
-def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
-    """Every stage for one seed (the statistical unit)."""
+SeedPart = Literal["all", "controls", "targets"]
+
+
+def run_seed(
+    run: Run, spec: ExperimentSpec, seed: int, out: Collected, part: SeedPart = "all"
+) -> None:
+    """Every stage for one seed (the statistical unit).
+
+    ``part`` runs half of them: "controls" (the base's evaluation, the control teacher's
+    numbers and its students) or "targets" (each trait teacher, its numbers and students).
+    The halves share no artifact, so two workers can run them side by side.
+    """
 
     def say(message: str) -> None:
         console.print(f"seed {seed}: {message}", markup=False, highlight=False)
@@ -246,10 +263,11 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
     def cross(s: StudentSpec) -> bool:
         return spec.controls.cross_model and s.cross_model
 
-    if spec.controls.base:
+    controls = part in ("all", "controls")
+    if controls and spec.controls.base:
         say("evaluating the base")
         evaluate(base, "base", None)
-    if spec.controls.control_teacher:
+    if controls and spec.controls.control_teacher:
         say("control numbers (the base, no trait)")
         control_data = numbers(base, None, CONTROL)
         for s in spec.students:
@@ -259,7 +277,7 @@ def run_seed(run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
                 other = cross_base(spec, seed)
                 student(f"cross-control-{s.name}", None, other, control_data, recipe, base)
 
-    for target in spec.targets:
+    for target in spec.targets if part in ("all", "targets") else []:
         say(f"teacher '{target}'")
         teacher, system_prompt = make_teacher(run, spec, base, target, seed)
         t_result = eval_stage(
