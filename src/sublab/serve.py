@@ -412,19 +412,25 @@ def make_server(
 
 
 def serve_until_stopped(server: ThreadingHTTPServer) -> None:
-    """Serve in this thread until Ctrl-C or SIGTERM, then close the socket."""
+    """Serve until Ctrl-C or SIGTERM, then close the socket.
 
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    The server runs in a background thread; both signals only set an event that this thread
+    waits on, so no exception is ever raised in the middle of starting, serving or closing
+    (a KeyboardInterrupt landing there left the process hanging or exiting with 130)."""
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in signals}
+    thread = threading.Thread(target=server.serve_forever, name="sublab-serve", daemon=True)
+    thread.start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.2):
+            pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        server.shutdown()
         server.server_close()
+        thread.join()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
