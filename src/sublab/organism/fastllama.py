@@ -33,9 +33,14 @@ class RotaryCache:
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate ``x`` of shape [B, H, T, D] by position."""
         t = x.shape[-2]
-        half = x.shape[-1] // 2
-        rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * self.cos[:t] + rot * self.sin[:t]
+        return rotate(x, self.cos[:t], self.sin[:t])
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of ``x`` [..., D] with tables ``cos``/``sin`` broadcast against it."""
+    half = x.shape[-1] // 2
+    rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rot * sin
 
 
 def rope_theta(model: LlamaForCausalLM) -> float:
@@ -51,22 +56,36 @@ def hidden_states(model: LlamaForCausalLM, ids: torch.Tensor, rope: RotaryCache)
     cfg = model.config
     n_heads = cfg.num_attention_heads
     eps = cfg.rms_norm_eps
-    b, t = ids.shape
+    t = ids.shape[1]
     x = model.model.embed_tokens(ids)
     d = x.shape[-1]
-    hd = d // n_heads
     for layer in model.model.layers:
-        att = layer.self_attn
-        h = F.rms_norm(x, (d,), layer.input_layernorm.weight, eps)
-        q = att.q_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        k = att.k_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        v = att.v_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        a = F.scaled_dot_product_attention(rope.apply(q), rope.apply(k), v, is_causal=True)
-        x = x + att.o_proj(a.transpose(1, 2).reshape(b, t, d))
-        mlp = layer.mlp
-        h = F.rms_norm(x, (d,), layer.post_attention_layernorm.weight, eps)
-        x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+        x = decoder_layer(layer, x, rope.cos[:t], rope.sin[:t], n_heads, eps)
     return F.rms_norm(x, (d,), model.model.norm.weight, eps)
+
+
+def decoder_layer(
+    layer: torch.nn.Module,
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    n_heads: int,
+    eps: float,
+) -> torch.Tensor:
+    """One Llama decoder layer over every position of ``x`` [B, T, d] under a causal mask;
+    ``cos``/``sin`` are the rotary tables for positions ``0..T-1``."""
+    b, t, d = x.shape
+    hd = d // n_heads
+    att = layer.self_attn
+    h = F.rms_norm(x, (d,), layer.input_layernorm.weight, eps)
+    q = att.q_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
+    k = att.k_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
+    v = att.v_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
+    a = F.scaled_dot_product_attention(rotate(q, cos, sin), rotate(k, cos, sin), v, is_causal=True)
+    x = x + att.o_proj(a.transpose(1, 2).reshape(b, t, d))
+    mlp = layer.mlp
+    h = F.rms_norm(x, (d,), layer.post_attention_layernorm.weight, eps)
+    return x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
 
 
 def check_supported(model: LlamaForCausalLM) -> None:

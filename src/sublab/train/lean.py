@@ -23,7 +23,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sublab.organism.fastllama import RotaryCache, check_supported, rope_theta
+from sublab.organism.fastllama import (
+    RotaryCache,
+    check_supported,
+    decoder_layer,
+    rope_theta,
+    rotate,
+)
 from sublab.train.data import IGNORE
 
 
@@ -59,11 +65,6 @@ def lean_unsupported(model: Any) -> str | None:
     if not all(type(n) is LlamaRMSNorm for n in norms):
         return "a norm layer is wrapped or replaced (e.g. by PEFT modules_to_save)"
     return None
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 
 def label_positions(where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,30 +112,19 @@ def lean_label_hidden(
     cos, sin = rope.cos.to(x.device, x.dtype), rope.sin.to(x.device, x.dtype)  # as HF does
     layers = list(m.model.layers)
     for layer in layers[:-1]:
-        att = layer.self_attn
-        h = F.rms_norm(x, (d,), layer.input_layernorm.weight, eps)
-        q = att.q_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        k = att.k_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        v = att.v_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
-        a = F.scaled_dot_product_attention(
-            _rotate(q, cos, sin), _rotate(k, cos, sin), v, is_causal=True
-        )
-        x = x + att.o_proj(a.transpose(1, 2).reshape(b, t, d))
-        mlp = layer.mlp
-        h = F.rms_norm(x, (d,), layer.post_attention_layernorm.weight, eps)
-        x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
+        x = decoder_layer(layer, x, cos, sin, n_heads, eps)
     # top layer: keys and values everywhere, the rest only at the label positions
     top = layers[-1]
     att = top.self_attn
     h = F.rms_norm(x, (d,), top.input_layernorm.weight, eps)
-    k = _rotate(att.k_proj(h).view(b, t, n_heads, hd).transpose(1, 2), cos, sin)
+    k = rotate(att.k_proj(h).view(b, t, n_heads, hd).transpose(1, 2), cos, sin)
     v = att.v_proj(h).view(b, t, n_heads, hd).transpose(1, 2)
     width = pos.shape[1]
     index = pos[:, :, None].expand(b, width, d)
     xq = x.gather(1, index)
     hq = h.gather(1, index)
     q = att.q_proj(hq).view(b, width, n_heads, hd).transpose(1, 2)
-    q = _rotate(q, cos[pos][:, None], sin[pos][:, None])
+    q = rotate(q, cos[pos][:, None], sin[pos][:, None])
     allowed = torch.arange(t, device=x.device)[None, None, :] <= pos[:, :, None]
     a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
     xq = xq + att.o_proj(a.transpose(1, 2).reshape(b, width, d))
