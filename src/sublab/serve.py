@@ -411,6 +411,19 @@ def make_server(
     return server
 
 
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """Run ``server`` in a background thread; on exit shut it down and close its socket."""
+    thread = threading.Thread(target=server.serve_forever, name="sublab-serve", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def serve_until_stopped(server: ThreadingHTTPServer) -> None:
     """Serve until Ctrl-C or SIGTERM, then close the socket.
 
@@ -420,15 +433,11 @@ def serve_until_stopped(server: ThreadingHTTPServer) -> None:
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, lambda signum, frame: stop.set()) for s in signals}
-    thread = threading.Thread(target=server.serve_forever, name="sublab-serve", daemon=True)
-    thread.start()
     try:
-        while not stop.wait(0.2):
-            pass
+        with serving(server):
+            while not stop.wait(0.2):
+                pass
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -439,14 +448,8 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Serve in a background thread; yields the base URL (``http://host:port/v1``)."""
     server = make_server(service, host=host, port=port, api_key=api_key, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, name="sublab-serve", daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://{host}:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def load_service(
