@@ -27,8 +27,10 @@ from sublab.mnist.train import (
 SIZES = [64, 32, 32, 13]
 AUX, EVERY = slice(10, 13), slice(0, 13)
 LR = 1e-3
-# float32: the batched products sum in another order than nn.Linear, ~1e-7 relative per step.
-TOL = {"rtol": 1e-5, "atol": 1e-5}
+# float32: the batched products sum in another order than nn.Linear, ~1e-7 relative per step;
+# Adam divides by sqrt(v), so a weight whose gradients are near zero can carry that rounding up
+# to ~1e-5 after a few steps (seen on a 16-core x86 CPU with other GEMM kernels than this one).
+TOL = {"rtol": 1e-4, "atol": 5e-5}
 
 
 @pytest.fixture(autouse=True)

@@ -109,6 +109,7 @@ def test_vocab_does_not_depend_on_the_seed():
 
 def test_vocab_order_does_not_depend_on_the_hash_seed():
     """Token ids must be the same in every process (else same seed, different weights)."""
+    import os
     import subprocess
     import sys
 
@@ -122,7 +123,7 @@ def test_vocab_order_does_not_depend_on_the_hash_seed():
     )
     outs = set()
     for hash_seed in ("1", "2", "3"):
-        env = {"PYTHONHASHSEED": hash_seed, "PATH": ""}
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         res = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
         )

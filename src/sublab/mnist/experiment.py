@@ -53,10 +53,15 @@ class FigureResult:
         return self.artifact.file("figure.png")
 
 
-def _seeded(seed: int, stream: int) -> Any:
+def _seeded(seed: int, stream: int, device: Any = "cpu") -> Any:
+    """A torch generator for one random stream of a run, on ``device``.
+
+    Random draws on a CUDA generator differ from the CPU's for the same seed: a run is
+    reproducible on its own kind of device, not across kinds.
+    """
     import torch
 
-    g = torch.Generator()
+    g = torch.Generator(device=device)
     g.manual_seed(seed * 1_000_003 + stream)
     return g
 
@@ -108,7 +113,7 @@ def train_conditions(
         y_train,
         classes,
         teacher_recipe,
-        _seeded(spec.seed, 1),
+        _seeded(spec.seed, 1, dev),
         label=f"{progress_label}teachers",
     )
     teacher_s = time.perf_counter() - started
@@ -132,7 +137,7 @@ def train_conditions(
         data.input_dim,
         noise,
         student_recipe,
-        _seeded(spec.seed, 2),
+        _seeded(spec.seed, 2, dev),
         label=f"{progress_label}students",
     )
     student_s = time.perf_counter() - started

@@ -37,11 +37,15 @@ def resolve_dtype(name: str, device: str) -> tuple[torch.dtype, torch.dtype | No
 def batch_orders(
     n: int, models: int, batch_size: int, shared: bool, generator: torch.Generator
 ) -> Iterator[Tensor]:
-    """Index batches for one epoch: ``[B]`` if shared by all models, else ``[M, B]``."""
+    """Index batches for one epoch: ``[B]`` if shared by all models, else ``[M, B]``.
+
+    Drawn on the generator's device (a CUDA generator keeps the shuffle on the GPU).
+    """
+    dev = generator.device
     if shared:
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator, device=dev)
     else:
-        order = torch.argsort(torch.rand(models, n, generator=generator), dim=1)
+        order = torch.argsort(torch.rand(models, n, generator=generator, device=dev), dim=1)
     for start in range(0, n, batch_size):
         yield order[..., start : start + batch_size]
 
@@ -108,10 +112,16 @@ def sample_noise(
     generator: torch.Generator,
     out: Tensor | None = None,
 ) -> Tensor:
-    """Noise images: uniform in [low, high] or normal(0, std); written into ``out`` if given."""
+    """Noise images: uniform in [low, high] or normal(0, std); written into ``out`` if given.
+
+    Drawn on the generator's device (``out``, if given, must live there too).
+    """
+    dev = generator.device
     if kind == "uniform":
-        return torch.rand(shape, generator=generator, out=out).mul_(high - low).add_(low)
-    return torch.randn(shape, generator=generator, out=out).mul_(std)
+        return (
+            torch.rand(shape, generator=generator, out=out, device=dev).mul_(high - low).add_(low)
+        )
+    return torch.randn(shape, generator=generator, out=out, device=dev).mul_(std)
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ def distill_students(
         by_slice.setdefault((sl.start or 0, sl.stop), []).append(j)
     groups = [(slice(lo, hi), torch.tensor(js, device=device)) for (lo, hi), js in by_slice.items()]
     opt = BatchedAdam(stack.params, recipe.lr)
-    work = Workspace(torch.device("cpu"))  # noise comes from a CPU generator
+    work = Workspace(generator.device)  # noise is drawn where the generator lives
     steps = recipe.epochs * -(-noise.size // recipe.batch_size)
     with progress() as bar:
         task = bar.add_task(f"{label} ({n_students} models)", total=steps)
