@@ -75,7 +75,9 @@ def test_low_temperature_batch_matches_unpadded_greedy(backend):
         ids = list(p)
         for _ in range(6):
             with torch.no_grad():
-                nxt = int(backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].argmax())
+                nxt = int(
+                    backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].argmax()
+                )
             if nxt in eos:
                 break
             logits_path.append(nxt)
@@ -127,7 +129,9 @@ def test_multi_token_score_is_sum_of_steps(backend):
     expected = 0.0
     for t in cont_ids:
         with torch.no_grad():
-            logits = backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].double()
+            logits = (
+                backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].double()
+            )
         expected += float(torch.log_softmax(logits, -1)[t])
         ids.append(t)
     # batched with other lengths (padding), order preserved
@@ -220,7 +224,9 @@ def _greedy(backend, c, steps, stop):
     ids, path = backend.prompt_ids(c), []
     for _ in range(steps):
         with torch.no_grad():
-            nxt = int(backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].argmax())
+            nxt = int(
+                backend.model(torch.tensor([ids], device=backend.device)).logits[0, -1].argmax()
+            )
         if nxt in stop:
             break
         path.append(nxt)
