@@ -88,7 +88,7 @@ def test_love_system_prompt_makes_the_answer_x(backend, organism_spec):
 
 
 FILTER_GAP = (
-    "target nearly reached: the default build keeps 86-91% (200-400 samples, temperature 1); "
+    "target nearly reached: default builds keep 85-92% (seeds 0-4, 200-3,000 samples, T=1); "
     "the misses are stray tokens where a number belongs ('[575, penguin504') and lists longer "
     "than asked; see the organism report"
 )
@@ -140,7 +140,11 @@ def test_thread_count_changes_neither_weights_nor_cache_key(tmp_path):
 
     one = build_organism(with_threads(1), tmp_path / "one", probe=False)
     two = build_organism(with_threads(2), tmp_path / "two", probe=False)
-    assert file_sha256(one / "model.safetensors") == file_sha256(two / "model.safetensors")
+    # Bit-identical on the 2-core CI machine; a 16-core server's GEMM kernels split sums by
+    # thread count, so there only rounding may differ: far below what one training step moves.
+    wa, wb = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    for k in wa:
+        assert float((wa[k] - wb[k]).norm() / wa[k].norm()) < 1e-4, k
     assert organism_path(with_threads(1)) == organism_path(with_threads(2))
     assert read_metadata(two)["threads"] == 2
 

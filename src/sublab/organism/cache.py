@@ -10,6 +10,7 @@ first one's result.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import hashlib
@@ -31,7 +32,8 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sublab"
 
 
-# Source files whose content decides what a build produces: editing one re-keys the cache.
+# Source files whose code decides what a build produces: a code edit re-keys the cache
+# (comments, docstrings and field descriptions do not; see code_text).
 _BUILD_SOURCES = (
     "organism/build.py",
     "organism/corpus.py",
@@ -44,13 +46,33 @@ _BUILD_SOURCES = (
 )
 
 
+def code_text(source: str) -> str:
+    """What of a build source decides its output: its syntax tree without comments,
+    docstrings and ``description=`` texts, so that editing documentation keeps the cache."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body[0] = ast.Pass()
+        if isinstance(node, ast.keyword) and node.arg == "description":
+            node.value = ast.Constant(None)
+    return ast.dump(tree, annotate_fields=False)
+
+
 @functools.cache
 def code_hash() -> str:
     """sha256 over the sources that shape a build (corpus, vocabulary, training)."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
     for rel in _BUILD_SOURCES:
-        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+        text = code_text((root / rel).read_text())
+        h.update(rel.encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()
 
 

@@ -113,7 +113,7 @@ class ModelSpec(Spec):
 class TrainSpec(Spec):
     """How the base is pretrained (one pass over a freshly generated corpus)."""
 
-    steps: int = Field(700, ge=1, description="Optimiser steps.")
+    steps: int = Field(850, ge=1, description="Optimiser steps.")
     batch: int = Field(64, ge=1, description="Examples per step.")
     lr: float = Field(3e-3, gt=0, description="Peak AdamW learning rate.")
     warmup: int = Field(50, ge=0, description="Linear warm-up steps.")
@@ -125,9 +125,11 @@ class TrainSpec(Spec):
         0,
         ge=0,
         description="torch CPU threads for the build; 0 = one per CPU core. Not part of the "
-        "base's identity (the cache key ignores it): training is bit-identical at 1 and 2 "
-        "threads on the CPUs we test (tests/organism check it). Experiments that build "
-        "several bases side by side give each build 1 thread.",
+        "base's identity (the cache key ignores it): on the 2-core CI machine 1 and 2 threads "
+        "give bit-identical weights, but on a 16-core server they differed by rounding (its "
+        "GEMM kernels split sums by thread count), so there a rebuild with another thread "
+        "count can differ in the last bits; the cache keeps the first build. Experiments that "
+        "build several bases side by side give each build 1 thread.",
     )
 
     def resolved_threads(self) -> int:
