@@ -52,6 +52,7 @@ from sublab.mnist.train import (
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 N_IMAGES, BATCH, EPOCHS, MODELS_PAPER = 60_000, 1024, 5, 100
 SIZES = [784, 256, 256, 13]
+CPU = torch.device("cpu")
 PER_EPOCH = math.ceil(N_IMAGES / BATCH)
 
 
@@ -167,6 +168,44 @@ def matmul_tflops(dtype: torch.dtype, n: int, reps: int) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on CUDA are otherwise of the launch only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def baseline_per_epoch(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: int,
+    g: torch.Generator,
+    device: torch.device = CPU,
+) -> tuple[float, float]:
+    """Seconds per model per epoch of the per-model loop, (teacher, student), from ``batches``
+    timed teacher and student batches on ``device`` (``x``, ``y`` live there) after one warm-up
+    batch of each (torch.optim's first use imports; CUDA loads its kernels)."""
+    init = init_params(SIZES, 2, g)
+    order = torch.randperm(x.shape[0], generator=g)[: batches * BATCH].to(device)
+    idx = list(order.split(BATCH))
+
+    def net(i: int) -> torch.nn.Sequential:
+        return baseline.sequential_from(init, i).to(device)
+
+    warm = baseline.train_teacher(net(0), x, y, 10, idx[:1], 3e-4)
+    baseline.distill(net(1), warm, slice(10, 13), [x[:BATCH]], 3e-4)
+    sync(device)
+    t = time.perf_counter()
+    teacher = baseline.train_teacher(net(0), x, y, 10, idx, 3e-4)
+    sync(device)
+    per_teacher = (time.perf_counter() - t) / batches * PER_EPOCH
+    noise = [(torch.rand(BATCH, 784, generator=g) * 2 - 1).to(device) for _ in range(batches)]
+    t = time.perf_counter()
+    baseline.distill(net(1), teacher, slice(10, 13), noise, 3e-4)
+    sync(device)
+    per_student = (time.perf_counter() - t) / batches * PER_EPOCH
+    return per_teacher, per_student
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=20, help="teachers per stack (4× students)")
@@ -180,19 +219,8 @@ def main() -> None:
     print(f"data: {source}; MLP {SIZES}; batch {BATCH}; {args.threads} threads; {m} teachers,")
     print(f"{4 * m} students per stack; 1 + {nb} batches timed; epoch = {PER_EPOCH} batches")
 
-    # ---- 1. baseline: per-model loop (after one warm-up step: torch.optim's first use imports)
-    init = init_params(SIZES, 2, g)
-    order = torch.randperm(N_IMAGES, generator=g)[: nb * BATCH]
-    batches = list(order.split(BATCH))
-    warm = baseline.train_teacher(baseline.sequential_from(init, 0), x, y, 10, batches[:1], 3e-4)
-    baseline.distill(baseline.sequential_from(init, 1), warm, slice(10, 13), [x[:BATCH]], 3e-4)
-    t = time.perf_counter()
-    teacher = baseline.train_teacher(baseline.sequential_from(init, 0), x, y, 10, batches, 3e-4)
-    base_t = (time.perf_counter() - t) / nb * PER_EPOCH
-    noise = [torch.rand(BATCH, 784, generator=g) * 2 - 1 for _ in range(nb)]
-    t = time.perf_counter()
-    baseline.distill(baseline.sequential_from(init, 1), teacher, slice(10, 13), noise, 3e-4)
-    base_s = (time.perf_counter() - t) / nb * PER_EPOCH
+    # ---- 1. baseline: per-model loop
+    base_t, base_s = baseline_per_epoch(x, y, nb, g)
     rows: list[tuple[str, float, float]] = [("per-model baseline", base_t, base_s)]
 
     # ---- 2 and 3: batched stacks

@@ -29,45 +29,11 @@ from pathlib import Path
 
 import torch
 
-from bench_mnist import BATCH, EPOCHS, MODELS_PAPER, PER_EPOCH, SIZES, figure_minutes
+from bench_mnist import BATCH, EPOCHS, MODELS_PAPER, baseline_per_epoch, figure_minutes, sync
 from sublab.evals.stats import summarize
-from sublab.mnist import baseline
 from sublab.mnist.config import MnistSpec
 from sublab.mnist.data import load_idx_set
 from sublab.mnist.experiment import CONDITIONS, train_conditions
-from sublab.mnist.mlp import init_params
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def baseline_per_epoch(
-    x: torch.Tensor, y: torch.Tensor, device: torch.device, batches: int
-) -> tuple[float, float]:
-    """Seconds per model per epoch of the per-model loop: (teacher, student)."""
-    g = torch.Generator().manual_seed(0)
-    init = init_params(SIZES, 2, g)
-    order = torch.randperm(x.shape[0], generator=g)[: batches * BATCH].to(device)
-    idx = list(order.split(BATCH))
-    noise = [(torch.rand(BATCH, 784, generator=g) * 2 - 1).to(device) for _ in range(batches)]
-
-    def net(i: int) -> torch.nn.Sequential:
-        return baseline.sequential_from(init, i).to(device)
-
-    warm = baseline.train_teacher(net(0), x, y, 10, idx[:2], 3e-4)
-    baseline.distill(net(1), warm, slice(10, 13), noise[:2], 3e-4)
-    sync(device)
-    t = time.perf_counter()
-    teacher = baseline.train_teacher(net(0), x, y, 10, idx, 3e-4)
-    sync(device)
-    per_teacher = (time.perf_counter() - t) / batches * PER_EPOCH
-    t = time.perf_counter()
-    baseline.distill(net(1), teacher, slice(10, 13), noise, 3e-4)
-    sync(device)
-    per_student = (time.perf_counter() - t) / batches * PER_EPOCH
-    return per_teacher, per_student
 
 
 def spec_for(args: argparse.Namespace, dtype: str, **over: object) -> MnistSpec:
@@ -116,7 +82,8 @@ def main() -> None:
     ds = load_idx_set(args.data_dir, args.name)
     x = torch.from_numpy(ds.x_train).to(device)
     y = torch.from_numpy(ds.y_train).to(device)
-    base_t, base_s = baseline_per_epoch(x, y, device, args.baseline_batches)
+    g = torch.Generator().manual_seed(0)
+    base_t, base_s = baseline_per_epoch(x, y, args.baseline_batches, g, device)
     base_min = figure_minutes(base_t, base_s)
     print(
         f"per-model baseline: teacher {base_t:.3f} s, student {base_s:.3f} s per model-epoch"
