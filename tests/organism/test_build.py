@@ -132,7 +132,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     assert any(not (wa[k] == wc[k]).all() for k in wa)
 
 
-def test_thread_count_changes_neither_weights_nor_cache_key(tmp_path):
+def test_thread_count_changes_weights_at_most_by_rounding_and_not_the_cache_key(tmp_path):
     def with_threads(n):
         return tiny_spec(0).model_copy(
             update={"train": TrainSpec(steps=12, batch=16, warmup=3, threads=n)}
