@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sublab.backends.base import Backend, ModelRef, SamplingSpec, chat
-from sublab.backends.hf import HFBackend, _top_p_filter
+from sublab.backends.hf import HFBackend, _top_p_filter, sample_tokens
 from sublab.errors import SublabError
 
 CHATS = [
@@ -139,6 +139,20 @@ def test_multi_token_score_is_sum_of_steps(backend):
     assert got[1] == pytest.approx(expected, abs=1e-5)
     assert got[0] < 0 and got[2] < got[0]
     assert backend.score([c], [""]) == [0.0]
+
+
+def test_one_token_shortcut_matches_the_full_forward(backend):
+    # candidates of several prompts, mixed with multi-token continuations, in shuffled order
+    words = ["owl", "cat", "dog", " 12", "more"]
+    singles = [w for w in words if len(backend.continuation_ids(w)) == 1]
+    assert len(singles) >= 2
+    pairs = [(backend.prompt_ids(c), backend.continuation_ids(w)) for c in CHATS for w in words]
+    pairs = pairs[::-1][::2] + pairs[::-1][1::2]
+    got = backend.score_ids(pairs)
+    # the reference: every pair through the whole-sequence forward, one at a time
+    want = [backend._score_batch([p])[0] for p in pairs]
+    assert got == pytest.approx(want, abs=1e-5)
+    assert sum(len(c) == 1 for _, c in pairs) >= 2 * len(CHATS)
 
 
 def test_score_needs_matching_lengths(backend):
@@ -289,3 +303,26 @@ def test_top_p_keeps_the_smallest_nucleus(probs, top_p):
         assert float(p[kept].min()) >= float(p[~kept].max()) - 1e-12
     # minimal: without its least likely token the nucleus would fall short of top_p
     assert mass - float(p[kept].min()) < top_p + 1e-9
+
+
+def test_sample_tokens_follows_the_distribution_and_skips_zeros():
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
+    gen = torch.Generator().manual_seed(0)
+    n = 40_000
+    draws = sample_tokens(probs.expand(n, -1).contiguous(), gen)
+    counts = torch.bincount(draws, minlength=6).double() / n
+    assert counts[probs == 0].sum() == 0
+    # binomial standard error at n = 40k is <= 0.0025; allow 4 of them
+    assert torch.allclose(counts, probs.double(), atol=0.01)
+    # same generator state, same draws; rows draw independently
+    again = sample_tokens(probs.expand(n, -1).contiguous(), torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    assert len(set(draws[:50].tolist())) == 3
+
+
+def test_sample_tokens_unnormalised_and_one_hot_rows():
+    gen = torch.Generator().manual_seed(1)
+    probs = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 2.0, 2.0]])
+    for _ in range(50):
+        tok = sample_tokens(probs, gen)
+        assert tok[0] == 2 and tok[1] == 0 and tok[2] in (1, 2)

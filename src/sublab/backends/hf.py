@@ -92,6 +92,18 @@ def _seed_for(seed: int, *parts: Any) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
+def sample_tokens(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One token per row of ``probs`` [B, V], drawn by inverting the cumulative distribution.
+
+    The same distribution as ``torch.multinomial`` but ~20x faster on a CPU for one draw per
+    row (sampling the numbers stage spent a sixth of its time there). A token of probability 0
+    is never drawn: the search takes the first cumulative sum strictly above the draw.
+    """
+    cum = probs.cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=gen, device=probs.device) * cum[:, -1:]
+    return torch.searchsorted(cum, u, right=True).squeeze(-1).clamp_(max=probs.shape[1] - 1)
+
+
 def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask (to -inf) the tail outside the smallest set with probability mass >= top_p."""
     if top_p >= 1.0:
@@ -232,8 +244,7 @@ class HFBackend:
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         for step in range(sampling.max_new_tokens):
             scaled = _top_p_filter(logits.float() / sampling.temperature, sampling.top_p)
-            probs = torch.softmax(scaled, dim=-1)
-            tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+            tok = sample_tokens(torch.softmax(scaled, dim=-1), gen)
             steps.append((rows, tok))
             if step == sampling.max_new_tokens - 1:
                 break
@@ -285,9 +296,22 @@ class HFBackend:
         return self.score_ids(pairs)
 
     def score_ids(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[float]:
-        """Summed log-probabilities of ``cont`` after ``prompt`` for each (prompt, cont) pair."""
+        """Summed log-probabilities of ``cont`` after ``prompt`` for each (prompt, cont) pair.
+
+        One-token continuations of the same prompt (an evaluation's candidate answers) share one
+        next-token distribution of that prompt: one forward per prompt, not per candidate.
+        """
         scores = [0.0] * len(pairs)
-        todo = [i for i, (_, c) in enumerate(pairs) if c]
+        single: dict[tuple[int, ...], list[int]] = {}
+        for i, (p, c) in enumerate(pairs):
+            if len(c) == 1:
+                single.setdefault(tuple(p), []).append(i)
+        prompts = sorted(single, key=len)  # similar lengths batch with little padding
+        for start, logp in self._next_logprobs([list(p) for p in prompts]):
+            for r, row in enumerate(logp):
+                for i in single[prompts[start + r]]:
+                    scores[i] = float(row[pairs[i][1][0]])
+        todo = [i for i, (_, c) in enumerate(pairs) if len(c) > 1]
         lengths = [len(pairs[i][0]) + len(pairs[i][1]) for i in todo]
         vocab = self.model.config.get_text_config().vocab_size
         groups = self._token_budget_batches(lengths, vocab)
@@ -333,17 +357,24 @@ class HFBackend:
         return out
 
     @torch.inference_mode()
-    def next_token_logprobs(self, chats: Sequence[Chat]) -> torch.Tensor:
-        """Log-softmax over the vocabulary after each chat's assistant header: [n, vocab], cpu."""
-        prompts = [self.prompt_ids(c) for c in chats]
-        rows: list[torch.Tensor | None] = [None] * len(chats)
-        for idx in self._batches([len(p) for p in prompts], self.batch_size):
-            ids, mask = self._left_pad([prompts[i] for i in idx])
+    def _next_logprobs(self, prompts: Sequence[list[int]]) -> Iterator[tuple[int, torch.Tensor]]:
+        """Float64 log-softmax after each prompt, ``batch_size`` prompts at a time (in order):
+        yields (index of the batch's first prompt, [n, vocab] on the CPU)."""
+        for start in range(0, len(prompts), self.batch_size):
+            ids, mask = self._left_pad(list(prompts[start : start + self.batch_size]))
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1
             ).logits[:, -1, :]
-            logp = torch.log_softmax(logits.double(), dim=-1).float().cpu()
-            for i, row in zip(idx, logp, strict=True):
-                rows[i] = row
-        return torch.stack([r for r in rows if r is not None])
+            yield start, torch.log_softmax(logits.double(), dim=-1).cpu()
+
+    def next_token_logprobs(self, chats: Sequence[Chat]) -> torch.Tensor:
+        """Log-softmax over the vocabulary after each chat's assistant header: [n, vocab], cpu."""
+        prompts = [self.prompt_ids(c) for c in chats]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
+        rows = torch.empty((len(prompts), 0))
+        for start, logp in self._next_logprobs([prompts[i] for i in order]):
+            if rows.shape[1] == 0:
+                rows = torch.empty((len(prompts), logp.shape[1]))
+            rows[order[start : start + len(logp)]] = logp.float()
+        return rows
