@@ -73,6 +73,9 @@ def test_compare_no_common_seed_and_constant_shift():
     c = compare({1: 0.2, 2: 0.3, 3: 0.4}, {1: 0.1, 2: 0.2, 3: 0.3})
     assert c.p_value is None and "same amount" in c.note
     assert math.isclose(c.diff_mean, 0.1) and c.n_up == 3
+    same = compare({1: 0.2, 2: 0.3, 3: 0.4}, {1: 0.2, 2: 0.3, 3: 0.4})
+    assert same.p_value is None and same.note.startswith("identical on every seed")
+    assert same.diff_mean == 0 and same.n_up == 0
 
 
 vals = st.floats(-1, 1, allow_nan=False)

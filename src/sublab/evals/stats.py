@@ -105,6 +105,8 @@ def compare(
     p: float | None = None
     if len(seeds) < MIN_PAIRS_FOR_P:
         notes.insert(0, FEW_SEEDS_NOTE)
+    elif all(d == 0 for d in diffs):
+        notes.insert(0, "identical on every seed")
     elif summary.sd is None or summary.sd <= _ZERO_SPREAD * max(1.0, *map(abs, diffs)):
         notes.insert(0, "every seed moved by the same amount: t undefined")
     else:
