@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,9 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # logs and CI: rich would wrap tables at 80 columns and cut the condition names
+    console.width = 140
 
 
 def progress() -> Progress:
