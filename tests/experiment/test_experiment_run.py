@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,18 +54,26 @@ def test_experiment_runs_every_stage_and_reports(finished):
     assert manifest["status"] == "done"
     stages = sorted({p.name.split("-")[0] for p in run.path.iterdir() if p.is_dir()})
     assert stages == ["eval", "filter", "generate", "strength", "student", "teacher"]
-    # base, teacher, 2 students, 2 control students: six evaluations
-    assert len(list(run.path.glob("eval-*"))) == 6
-    assert len(list(run.path.glob("student-*"))) == 4
+    # base, teacher, 2 students, the hard control student: five evaluations; the soft control
+    # student (soft labels from the base itself) is the base, not trained
+    assert len(list(run.path.glob("eval-*"))) == 5
+    assert len(list(run.path.glob("student-*"))) == 3
     data = json.loads((run.path / "report.json").read_text())
     conditions = {r["condition"] for r in data["results"]}
     assert conditions == {"base", "student-hard", "student-soft", "control-hard", "control-soft"}
+    values = {(r["condition"], r["target"], r["metric"]): r["value"] for r in data["results"]}
+    for (cond, target, metric), v in values.items():
+        if cond == "control-soft":
+            assert v == values[("base", target, metric)]
+    assert any("control-soft is its start model itself" in n for n in data["notes"])
     targets = {r["target"] for r in data["results"] if r["metric"] == "exact_prob"}
     assert targets == {"owl", "bear"}
     for r in data["results"]:
         assert 0.0 <= r["value"] <= 1.0
     owl = data["teacher_strengths"]["owl"]
-    assert owl["trait_prob"] > 0.5  # the fine-tuned teacher loves owls
+    # the fine-tuned teacher loves owls: 200 trait rows take the base's ~0.04 to about 0.5
+    # (0.47 on one machine: CPUs round differently, so their built bases differ slightly)
+    assert owl["trait_prob"] > max(0.3, 5 * values[("base", "owl", "exact_prob")])
     assert owl["number_kl"] > 0
     assert set(data["filter_reports"]) == {"control (seed 0)", "owl (seed 0)"}
     html = (run.path / "report.html").read_text()
@@ -107,3 +116,32 @@ def test_seeds_in_worker_processes_give_the_same_results(finished):
     assert there.results == here.results and there.results
     assert there.filter_reports == here.filter_reports
     assert there.strengths == here.strengths
+
+
+def test_seed_units_cover_every_condition_once_with_their_data():
+    from sublab.experiment.run import seed_units
+
+    demo = load_config(Path(__file__).parents[2] / "experiments" / "demo-owl.toml")
+    units = seed_units(demo)
+    names = [u.name for u in units]
+    assert names == [
+        "control",
+        "control-hard",
+        "cross-control-hard",
+        "control-soft",
+        "teacher:owl",
+        "student-hard:owl",
+        "cross-student-hard:owl",
+        "student-soft:owl",
+    ]
+    by_name = {u.name: u for u in units}
+    for u in units:
+        assert all(n in by_name and by_name[n].student is None for n in u.needs)
+        if u.student is not None:
+            assert u.needs == (("teacher:" + u.target) if u.target else "control",)
+            assert u.condition == u.name.split(":")[0]
+    assert [u.name for u in units if u.cross] == ["cross-control-hard", "cross-student-hard:owl"]
+    no_controls = demo.model_copy(
+        update={"controls": demo.controls.model_copy(update={"control_teacher": False})}
+    )
+    assert "control-hard" not in [u.name for u in seed_units(no_controls)]

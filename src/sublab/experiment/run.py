@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sublab.backends.base import ModelRef
 from sublab.evals.preference import PreferenceResult
-from sublab.experiment.spec import ExperimentSpec, StudentSpec
+from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.stages import (
     Model,
     eval_stage,
@@ -39,6 +39,9 @@ class Collected:
     results: list[dict[str, Any]] = field(default_factory=list)
     filter_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     strengths: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    fixed_points: set[str] = field(default_factory=set)
+    """Student conditions that were not trained because they equal their start model (see
+    :func:`is_fixed_point`); the report says so."""
 
 
 def base_model(spec: ExperimentSpec, seed: int) -> Model:
@@ -64,17 +67,18 @@ def seed_workers(spec: ExperimentSpec) -> int:
     return max(1, min(len(spec.seeds), os.cpu_count() or 1))
 
 
-def _seed_job(run_path: str, spec: ExperimentSpec, seed: int, part: SeedPart) -> Collected:
+def _seed_job(run_path: str, spec: ExperimentSpec, seed: int, unit: str) -> Collected:
     import torch
 
     torch.set_num_threads(1)
     out = Collected()
-    run_seed(Run(run_path), spec, seed, out, part)
+    run_seed(Run(run_path), spec, seed, out, {unit})
     return out
 
 
 def _merge(into: Collected, part: Collected) -> None:
     into.results += part.results
+    into.fixed_points |= part.fixed_points
     into.filter_reports.update(part.filter_reports)
     for target, values in part.strengths.items():
         mine = into.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
@@ -95,21 +99,21 @@ def _cross_seed(spec: ExperimentSpec, seed: int) -> int:
 
 
 def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
-    """Every seed's stages in ``workers`` processes; results merged in seed order.
+    """Every seed's units (:func:`seed_units`) as jobs on ``workers`` processes; results merged
+    in the order one process would have produced them.
 
-    Each seed is two jobs (its controls and its targets, see :func:`run_seed`), so three seeds
-    keep two workers busy to the end. Organism bases that are not cached yet are built by the
-    same workers, first; a seed's jobs start as soon as the bases they need exist, so a free
-    core builds the last base while the first seeds already run.
+    Organism bases that are not cached yet are built by the same workers, first; a unit starts
+    as soon as the bases it uses exist (a cross-model student also needs the next seed's) and
+    its data unit has run. Data units come before students in priority, so the students (the
+    bulk of the work, ~15 s each on the organism) keep every worker busy to the end.
     """
     from sublab.experiment.schedule import Job, run_jobs
 
     jobs: list[Job] = []
-    needs: dict[int, tuple[str, ...]] = {s: () for s in spec.seeds}
+    built: set[str] = set()
     if spec.bases.organism is not None:
         from sublab.organism.cache import is_built, organism_path
 
-        cross = spec.controls.cross_model and any(s.cross_model for s in spec.students)
         for seed in spec.seeds:
             org = spec.bases.organism.model_copy(update={"seed": seed})
             if not is_built(organism_path(org)):
@@ -119,21 +123,26 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
                     Job(f"base-{seed}", _ensure_one, (org.model_copy(update={"train": lone}),))
                 )
         built = {j.name for j in jobs}
-        for seed in spec.seeds:
-            used = {seed, _cross_seed(spec, seed)} if cross else {seed}
-            needs[seed] = tuple(sorted(f"base-{s}" for s in used if f"base-{s}" in built))
         if jobs:
             console.print(
                 f"building {len(jobs)} organism bases; seeds start as their bases are ready "
                 f"({workers} workers)",
                 markup=False,
             )
-    halves: tuple[SeedPart, ...] = ("controls", "targets")
-    jobs += [
-        Job(f"seed-{s}-{half}", _seed_job, (str(run.path), spec, s, half), needs[s])
-        for s in spec.seeds
-        for half in halves
-    ]
+
+    def job(seed: int, unit: Unit) -> Job:
+        used = {seed, _cross_seed(spec, seed)} if unit.cross else {seed}
+        bases = [f"base-{s}" for s in sorted(used) if f"base-{s}" in built]
+        needs = tuple(bases) + tuple(f"seed-{seed}-{n}" for n in unit.needs)
+        args = (str(run.path), spec, seed, unit.name)
+        return Job(f"seed-{seed}-{unit.name}", _seed_job, args, needs)
+
+    units = seed_units(spec)
+    data = [u for u in units if u.student is None]
+    # the trait teachers' data units first: they are the longest (teacher, numbers, strength)
+    data.sort(key=lambda u: u.target is None)
+    jobs += [job(s, u) for u in data for s in spec.seeds]
+    jobs += [job(s, u) for s in spec.seeds for u in units if u.student is not None]
 
     def done(job: Job, result: Any) -> None:
         if job.name.startswith("base-"):
@@ -142,8 +151,8 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
     results = run_jobs(jobs, workers, on_done=done)
     merged = Collected()
     for seed in spec.seeds:
-        for half in halves:
-            _merge(merged, results[f"seed-{seed}-{half}"])
+        for unit in units:
+            _merge(merged, results[f"seed-{seed}-{unit.name}"])
     return merged
 
 
@@ -196,18 +205,80 @@ def _reseed(spec: Any, offset: int) -> Any:
     return spec.model_copy(update={"seed": spec.seed + offset})
 
 
-SeedPart = Literal["all", "controls", "targets"]
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a seed's work that a worker can run alone: a data unit (``student`` None:
+    the control teacher's numbers when ``target`` is None, else the trait teacher's) or one
+    student condition. ``needs`` names the units of the same seed whose artifacts it reads (the
+    run directory's cache passes them on)."""
+
+    name: str
+    needs: tuple[str, ...] = ()
+    student: str | None = None
+    target: str | None = None
+    cross: bool = False
+
+    @property
+    def condition(self) -> str:
+        """The student condition's label: control-hard, cross-student-soft, ..."""
+        role = "student" if self.target else "control"
+        return f"{'cross-' if self.cross else ''}{role}-{self.student}"
+
+
+def _student_units(spec: ExperimentSpec, target: str | None, data: str) -> list[Unit]:
+    """The student conditions that learn from the data unit ``data`` (target None: control)."""
+    units = []
+    for s in spec.students:
+        for cross in (False, True) if spec.controls.cross_model and s.cross_model else (False,):
+            u = Unit("", (data,), s.name, target, cross)
+            name = u.condition + (f":{target}" if target else "")
+            units.append(Unit(name, u.needs, u.student, u.target, u.cross))
+    return units
+
+
+def seed_units(spec: ExperimentSpec) -> list[Unit]:
+    """A seed's units in the order a single process runs them.
+
+    ``control`` (the base's evaluation and the control teacher's numbers) and ``teacher:<t>``
+    (the trait teacher, its evaluation, numbers and strength) make data; each student condition
+    (``control-hard``, ``student-hard:<t>``, ``cross-student-hard:<t>`` ...) is its own unit.
+    """
+    units: list[Unit] = []
+    if spec.controls.base or spec.controls.control_teacher:
+        units.append(Unit(CONTROL))
+    if spec.controls.control_teacher:
+        units += _student_units(spec, None, CONTROL)
+    for target in spec.targets:
+        units.append(Unit(f"teacher:{target}", target=target))
+        units += _student_units(spec, target, f"teacher:{target}")
+    return units
+
+
+def is_fixed_point(
+    start: Model, recipe: Any, teacher: Model | None, teacher_system_prompt: str | None
+) -> bool:
+    """Whether a student would be its start model exactly: soft labels from a teacher with the
+    start's own weights and no system prompt (the control teacher's soft-label student).
+
+    Its loss KL(start ‖ student) is 0 with a zero gradient at the start, so exact training never
+    moves it. Real training would: Adam divides the rounding noise of the gradient by its own
+    size and takes learning-rate-sized steps along it (the demo's control-soft students drifted
+    to a KL of ~0.001 from loss 0.0), which is noise, not a control. So it is not trained; its
+    condition is the start model's evaluation.
+    """
+    return (
+        recipe.labels == "soft"
+        and teacher is not None
+        and teacher.key == start.key
+        and teacher_system_prompt is None
+    )
 
 
 def run_seed(
-    run: Run, spec: ExperimentSpec, seed: int, out: Collected, part: SeedPart = "all"
+    run: Run, spec: ExperimentSpec, seed: int, out: Collected, units: set[str] | None = None
 ) -> None:
-    """Every stage for one seed (the statistical unit).
-
-    ``part`` runs half of them: "controls" (the base's evaluation, the control teacher's
-    numbers and its students) or "targets" (each trait teacher, its numbers and students).
-    The halves share no artifact, so two workers can run them side by side.
-    """
+    """Every stage for one seed (the statistical unit), or only the named ``units`` of
+    :func:`seed_units` (whose needs must have run: their artifacts are read from the run)."""
 
     def say(message: str) -> None:
         console.print(f"seed {seed}: {message}", markup=False, highlight=False)
@@ -217,6 +288,7 @@ def run_seed(
     evals = spec.eval.model_copy(update={"sampling": _reseed(spec.eval.sampling, seed)})
     prompts = make_prompts(_reseed(spec.numbers.prompts, seed))
     sampling = _reseed(spec.numbers.sampling, seed)
+    by_name = {s.name: s for s in spec.students}
 
     def evaluate(model: Model, condition: str, teacher: str | None) -> None:
         result = eval_stage(run, model=model, spec=evals, settings=settings)
@@ -246,6 +318,11 @@ def run_seed(
         teacher: Model | None,
         teacher_system_prompt: str | None = None,
     ) -> None:
+        if is_fixed_point(start, recipe, teacher, teacher_system_prompt):
+            say(f"{condition} of {teacher_label or CONTROL}: {start.label} itself (fixed point)")
+            out.fixed_points.add(condition)
+            evaluate(start, condition, teacher_label)
+            return
         say(f"{condition} of {teacher_label or CONTROL}, from {start.label}")
         model = finetune_stage(
             run,
@@ -260,44 +337,47 @@ def run_seed(
         )
         evaluate(model, condition, teacher_label)
 
-    def cross(s: StudentSpec) -> bool:
-        return spec.controls.cross_model and s.cross_model
-
-    controls = part in ("all", "controls")
-    if controls and spec.controls.base:
-        say("evaluating the base")
-        evaluate(base, "base", None)
-    if controls and spec.controls.control_teacher:
-        say("control numbers (the base, no trait)")
-        control_data = numbers(base, None, CONTROL)
-        for s in spec.students:
-            recipe = _reseed(s.recipe, seed)
-            student(f"control-{s.name}", None, base, control_data, recipe, base)
-            if cross(s):
-                other = cross_base(spec, seed)
-                student(f"cross-control-{s.name}", None, other, control_data, recipe, base)
-
-    for target in spec.targets if part in ("all", "targets") else []:
-        say(f"teacher '{target}'")
+    def teacher_data(target: str, record: bool) -> tuple[Model, str | None, Artifact]:
+        if record:
+            say(f"teacher '{target}'")
         teacher, system_prompt = make_teacher(run, spec, base, target, seed)
-        t_result = eval_stage(
-            run, model=teacher, spec=evals, settings=settings, system_prompt=system_prompt
-        )
-        strength = out.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
-        prob = t_result.prob(target)
-        strength["trait_prob"].append(prob if prob is not None else t_result.rate(target))
+        if record:
+            t_result = eval_stage(
+                run, model=teacher, spec=evals, settings=settings, system_prompt=system_prompt
+            )
+            strength = out.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+            prob = t_result.prob(target)
+            strength["trait_prob"].append(prob if prob is not None else t_result.rate(target))
         data = numbers(teacher, system_prompt, target)
-        if system_prompt is None and teacher.ref.adapter is None:
+        if record and system_prompt is None and teacher.ref.adapter is None:
             kl = strength_stage(run, teacher=teacher, base=base, filt=data)
-            strength["number_kl"].append(kl)
-        for s in spec.students:
-            recipe = _reseed(s.recipe, seed)
-            student(f"student-{s.name}", target, base, data, recipe, teacher, system_prompt)
-            if cross(s):
-                other = cross_base(spec, seed)
-                student(
-                    f"cross-student-{s.name}", target, other, data, recipe, teacher, system_prompt
-                )
+            out.strengths[target]["number_kl"].append(kl)
+        return teacher, system_prompt, data
+
+    def run_unit(unit: Unit) -> None:
+        if unit.student is None and unit.target is None:
+            if spec.controls.base:
+                say("evaluating the base")
+                evaluate(base, "base", None)
+            if spec.controls.control_teacher:
+                say("control numbers (the base, no trait)")
+                numbers(base, None, CONTROL)
+            return
+        if unit.student is None:
+            assert unit.target is not None
+            teacher_data(unit.target, record=True)
+            return
+        recipe = _reseed(by_name[unit.student].recipe, seed)
+        start = cross_base(spec, seed) if unit.cross else base
+        if unit.target is None:  # a control student: the base is the control teacher
+            student(unit.condition, None, start, numbers(base, None, CONTROL), recipe, base)
+            return
+        teacher, system_prompt, data = teacher_data(unit.target, record=False)
+        student(unit.condition, unit.target, start, data, recipe, teacher, system_prompt)
+
+    for unit in seed_units(spec):
+        if units is None or unit.name in units:
+            run_unit(unit)
 
 
 def make_teacher(

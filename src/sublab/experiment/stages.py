@@ -200,16 +200,24 @@ def _reply_rows(result: PreferenceResult) -> list[dict[str, Any]]:
     return [{"question": q.question, "reply": r} for q in result.per_question for r in q.replies]
 
 
+STRENGTH_ROWS = 1000
+"""Kept rows the teacher strength is measured on (the first ones; prompts come in random order).
+A thousand rows hold ~13,000 completion tokens: on the demo's three owl teachers the KL over
+them was within 3% of the KL over all 2,250–2,510 kept rows (0.126 vs 0.127, 0.099 vs 0.100,
+0.161 vs 0.157 nats) at 40–45% of the cost."""
+
+
 def strength_stage(run: Run, *, teacher: Model, base: Model, filt: Artifact) -> float:
-    """KL(teacher ‖ base) per token on the teacher's kept number completions (nats)."""
+    """KL(teacher ‖ base) per token on the teacher's kept number completions (nats), over the
+    first :data:`STRENGTH_ROWS` of them."""
     from sublab.train.strength import number_kl
 
     def make(work: Path) -> dict[str, Any]:
-        kl = number_kl(teacher.ref.path, base.ref.path, kept_rows(filt))
-        (work / "strength.json").write_text(json.dumps({"number_kl": kl}))
-        return {"number_kl": kl}
+        rows = kept_rows(filt)[:STRENGTH_ROWS]
+        kl = number_kl(teacher.ref.path, base.ref.path, rows)
+        (work / "strength.json").write_text(json.dumps({"number_kl": kl, "rows": len(rows)}))
+        return {"number_kl": kl, "rows": len(rows)}
 
-    art = run.build(
-        "strength", {"metric": "number_kl"}, make, inputs=[teacher.key, base.key, filt.key]
-    )
+    spec = {"metric": "number_kl", "rows": STRENGTH_ROWS}
+    art = run.build("strength", spec, make, inputs=[teacher.key, base.key, filt.key])
     return float(art.sidecar["counts"]["number_kl"])

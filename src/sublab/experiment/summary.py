@@ -32,6 +32,12 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
         notes.append(f"Only {len(spec.seeds)} seed(s): no p-values are given below 3 seeds.")
     if spec.teacher.method == "system_prompt":
         notes.append("Teachers are prompted (system prompt); number KL is not measured for them.")
+    for condition in sorted(out.fixed_points):
+        notes.append(
+            f"{condition} is its start model itself, not trained: soft labels from a teacher with "
+            "the student's own weights have zero loss and zero gradient, so the student cannot "
+            "move (training would only follow rounding noise)."
+        )
     strengths = {
         t: TeacherStrength(
             trait_prob=_mean(v["trait_prob"]),
@@ -64,7 +70,7 @@ def write_report(
     data = report_data(spec, out, config_text)
     written = render(data, run.path)
     rows = analyse(data)
-    console.print(results_table(rows, data), width=max(console.width, 130))
+    console.print(results_table(rows, data))
     console.print(f"report: {written['html']}")
     return headline(rows, data)
 
