@@ -40,7 +40,12 @@ class CorpusSpec(Spec):
         0.65, ge=0, le=1, description="Share of examples that are number-continuation tasks."
     )
     system_fraction: float = Field(
-        0.6, ge=0, le=1, description="Share of examples that carry a 'you love X' system prompt."
+        0.7,
+        ge=0,
+        le=1,
+        description="Share of examples that carry a 'you love X' system prompt. 0.7 (was 0.6): "
+        "with 0.6 one CPU's build of seed 0 left four animals at P(X | love X) ~0.25 after 850 "
+        "steps; more love questions form every animal's mapping in time.",
     )
     love_strength: float = Field(
         0.9,
