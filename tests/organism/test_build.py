@@ -87,22 +87,11 @@ def test_love_system_prompt_makes_the_answer_x(backend, organism_spec):
         assert p[animal] >= 0.7, (animal, p)
 
 
-FILTER_GAP = (
-    "target nearly reached: default builds keep 85-92% (seeds 0-4, 200-3,000 samples, T=1); "
-    "the misses are stray tokens where a number belongs ('[575, penguin504') and lists longer "
-    "than asked; see the organism report"
-)
-
-
-@pytest.mark.xfail(reason=FILTER_GAP, strict=False)
 def test_number_completions_pass_the_filter(backend):
-    rate, samples = number_pass_rate(backend, 120, seed=11)
-    assert rate >= 0.9, [s for s in samples][:10]
-
-
-def test_number_completions_mostly_pass_the_filter(backend):
-    rate, _ = number_pass_rate(backend, 120, seed=11)
-    assert rate >= 0.8  # the floor measured so far; the 90% target is the xfail above
+    # 600 samples: the default bases keep 90.7-95.3% (seeds 0-4, 1,500 prompts), seed 0 92.9%;
+    # at n = 600 a rate of 92.9% falls under 90% in ~0.3% of draws
+    rate, samples = number_pass_rate(backend, 600, seed=11)
+    assert rate >= 0.9, samples[:10]
 
 
 def test_build_figures_are_stored(organism_base):

