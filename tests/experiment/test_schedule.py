@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,56 @@ def test_the_first_failure_propagates() -> None:
 def test_bad_job_lists_are_refused_before_anything_runs(jobs: list[Job], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_jobs(jobs)
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc), zombies excluded."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux only")
+def test_workers_die_with_a_killed_run() -> None:
+    script = (
+        "import time\n"
+        "from sublab.experiment.schedule import Job, run_jobs\n"
+        "run_jobs([Job('long', time.sleep, (120,))], workers=1)\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.2)
+            workers = [k for k in _children(run.pid) if b"spawn_main" in _cmdline(k)]
+        assert workers, "no worker started"
+        time.sleep(1.0)  # let the worker reach its job
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "a worker outlived its run"
+    finally:
+        run.kill()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -1,16 +1,38 @@
 """Run jobs that depend on each other on a pool of worker processes.
 
-An experiment on the organism has two kinds of job: building a base, and running every stage
-of one seed (which needs its own base and, for cross-model students, the next seed's). Running
-all builds first and then all seeds leaves a core idle whenever the counts do not divide by
-the number of workers; here a seed starts as soon as its bases exist and a worker is free.
+An experiment on the organism has two kinds of job: building a base, and running one unit of a
+seed (its control data, a teacher's data, or one student, which needs that data and its bases).
+Running all builds first and then all units leaves a core idle whenever the counts do not divide
+by the number of workers; here a unit starts as soon as what it needs exists and a worker is
+free. Workers die with the process that started them (on Linux), so a killed run leaves none
+behind.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: have the kernel kill this worker when ``parent`` (the process that
+    runs the jobs) dies. Without it a SIGTERM or SIGKILL to ``sublab run`` leaves its workers
+    finishing their jobs, an organism build included, and then waiting forever. Linux only;
+    elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,13 @@ def run_jobs(
     running: dict[Future[Any], Job] = {}
     results: dict[str, Any] = {}
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers),
+        mp_context=ctx,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    with pool:
         try:
             while pending or running:
                 for job in list(pending):
