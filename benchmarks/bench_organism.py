@@ -1,7 +1,7 @@
 """Benchmark the organism build.
 
 Prints:
-- the build time of one base (default: the full spec, 1200 steps × 64) and its ratio to the
+- the build time of one base (default: the default spec) and its ratio to the
   3-minute target and to the unoptimised prototype's ~8 minutes (fixed reference figures);
 - the training-step speed of the lean forward (``fastllama``) against the HF Llama forward,
   both measured in this run on the same batches (ratio = HF seconds / lean seconds);
