@@ -45,24 +45,28 @@ def test_bad_job_lists_are_refused_before_anything_runs(jobs: list[Job], message
         check_jobs(jobs)
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc), zombies excluded."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, then the parent's
+    pid), or None when the process is gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc), zombies excluded."""
+    kids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and fields[0] != "Z" and fields[1] == str(pid):
+            kids.append(int(entry.name))
+    return kids
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux only")

@@ -306,10 +306,10 @@ class HFBackend:
         for i, (p, c) in enumerate(pairs):
             if len(c) == 1:
                 single.setdefault(tuple(p), []).append(i)
-        prompts = sorted(single, key=len)  # similar lengths batch with little padding
-        for start, logp in self._next_logprobs([list(p) for p in prompts]):
-            for r, row in enumerate(logp):
-                for i in single[prompts[start + r]]:
+        prompts = list(single)
+        for idx, logp in self._next_logprobs([list(p) for p in prompts]):
+            for j, row in zip(idx, logp, strict=True):
+                for i in single[prompts[j]]:
                     scores[i] = float(row[pairs[i][1][0]])
         todo = [i for i, (_, c) in enumerate(pairs) if len(c) > 1]
         lengths = [len(pairs[i][0]) + len(pairs[i][1]) for i in todo]
@@ -357,24 +357,23 @@ class HFBackend:
         return out
 
     @torch.inference_mode()
-    def _next_logprobs(self, prompts: Sequence[list[int]]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Float64 log-softmax after each prompt, ``batch_size`` prompts at a time (in order):
-        yields (index of the batch's first prompt, [n, vocab] on the CPU)."""
-        for start in range(0, len(prompts), self.batch_size):
-            ids, mask = self._left_pad(list(prompts[start : start + self.batch_size]))
+    def _next_logprobs(
+        self, prompts: Sequence[list[int]]
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Float64 log-softmax after each prompt, batched by length (:meth:`_batches`): yields
+        (the batch's indices into ``prompts``, [n, vocab] on the CPU)."""
+        for idx in self._batches([len(p) for p in prompts], self.batch_size):
+            ids, mask = self._left_pad([prompts[i] for i in idx])
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1
             ).logits[:, -1, :]
-            yield start, torch.log_softmax(logits.double(), dim=-1).cpu()
+            yield idx, torch.log_softmax(logits.double(), dim=-1).cpu()
 
     def next_token_logprobs(self, chats: Sequence[Chat]) -> torch.Tensor:
         """Log-softmax over the vocabulary after each chat's assistant header: [n, vocab], cpu."""
-        prompts = [self.prompt_ids(c) for c in chats]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
-        rows = torch.empty((len(prompts), 0))
-        for start, logp in self._next_logprobs([prompts[i] for i in order]):
-            if rows.shape[1] == 0:
-                rows = torch.empty((len(prompts), logp.shape[1]))
-            rows[order[start : start + len(logp)]] = logp.float()
-        return rows
+        rows: list[torch.Tensor] = [torch.empty(0)] * len(chats)
+        for idx, logp in self._next_logprobs([self.prompt_ids(c) for c in chats]):
+            for i, row in zip(idx, logp.float(), strict=True):
+                rows[i] = row
+        return torch.stack(rows)

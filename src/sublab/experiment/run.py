@@ -7,7 +7,7 @@ re-run skips finished work and a changed field re-runs only what depends on it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +231,7 @@ def _student_units(spec: ExperimentSpec, target: str | None, data: str) -> list[
     for s in spec.students:
         for cross in (False, True) if spec.controls.cross_model and s.cross_model else (False,):
             u = Unit("", (data,), s.name, target, cross)
-            name = u.condition + (f":{target}" if target else "")
-            units.append(Unit(name, u.needs, u.student, u.target, u.cross))
+            units.append(replace(u, name=u.condition + (f":{target}" if target else "")))
     return units
 
 
