@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sublab.cli import app
 from sublab.jsonl import read_jsonl
-from sublab.numbers.filter import read_filter_input
+from sublab.filtering import read_filter_input
 from sublab.numbers.prompts import NumberPromptSpec, make_prompts
 from sublab.serve import load_service, serve_in_thread
 

@@ -73,30 +73,53 @@ _PHRASES = {
 }
 
 
-def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The field names allowed at ``loc`` (for 'unknown key' messages), if resolvable."""
+def _field_names(
+    model: type[BaseModel], loc: tuple[Any, ...], data: Any = None
+) -> list[str] | None:
+    """The field names allowed at ``loc`` (for 'unknown key' messages), if resolvable.
+
+    ``data`` is the raw input: a field whose spec class depends on it (a ``[data]`` table's
+    ``channel``) resolves through the class's ``resolve_spec_class(raw)``.
+    """
     current: Any = model
+    raw = data
     for part in loc:
+        if isinstance(part, int):  # an item of a list field: current is already its class
+            raw = raw[part] if isinstance(raw, list) and part < len(raw) else None
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(str(part))
         if field is None:
             return None
         current = field.annotation
+        raw = raw.get(str(part)) if isinstance(raw, dict) else None
+        origin = getattr(current, "__origin__", None)
+        if origin is list and getattr(current, "__args__", None):
+            current = current.__args__[0]
+        resolve = getattr(current, "resolve_spec_class", None)
+        if resolve is not None:
+            current = resolve(raw) or current
     if isinstance(current, type) and issubclass(current, BaseModel):
+        resolve = getattr(current, "resolve_spec_class", None)
+        if resolve is not None:
+            current = resolve(raw) or current
         return sorted(current.model_fields)
     return None
 
 
-def format_validation_error(err: ValidationError, model: type[BaseModel]) -> list[str]:
-    """Turn a pydantic error into one line per problem: ``a.b.c: message``."""
+def format_validation_error(
+    err: ValidationError, model: type[BaseModel], data: Any = None
+) -> list[str]:
+    """Turn a pydantic error into one line per problem: ``a.b.c: message`` (``data``, the raw
+    input, resolves the allowed keys of tables whose spec class depends on their content)."""
     problems = []
     for e in err.errors():
         loc = tuple(e["loc"])
         path = ".".join(str(p) for p in loc) or "<top level>"
         kind = e["type"]
         if kind == "extra_forbidden":
-            allowed = _field_names(model, loc[:-1])
+            allowed = _field_names(model, loc[:-1], data)
             hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
             msg = f"unknown key{hint}"
         elif kind in _PHRASES:
@@ -119,7 +142,7 @@ def validate(data: dict[str, Any], model: type[M], source: str | Path) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(source, format_validation_error(err, model)) from None
+        raise ConfigError(source, format_validation_error(err, model, data)) from None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

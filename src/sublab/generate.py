@@ -61,14 +61,18 @@ def generate_rows(
     work_dir: Path,
     chunk_size: int = 256,
     provenance: dict[str, Any] | None = None,
+    metas: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
     """Sample one completion per prompt into ``work_dir/rows.jsonl``; resume after a crash.
 
     Each row is ``{"id", "prompt", "completion", "system_prompt", "teacher", "sampling",
-    "seed", "chunk_seed", **provenance}``. ``provenance`` keys (e.g. ``teacher``, ``label``)
-    are copied into every row; ``teacher`` defaults to the backend's ``name``.
-    Returns the path of ``rows.jsonl``.
+    "seed", "chunk_seed", **provenance}``, plus ``"meta"`` (the prompt's metadata, e.g. the
+    expected answer) when ``metas`` gives one dict per prompt. ``provenance`` keys (e.g.
+    ``teacher``, ``label``) are copied into every row; ``teacher`` defaults to the backend's
+    ``name``. Returns the path of ``rows.jsonl``.
     """
+    if metas is not None and len(metas) != len(prompts):
+        raise ValueError(f"{len(metas)} metas for {len(prompts)} prompts")
     if chunk_size < 1:
         raise SublabError(f"chunk_size must be >= 1 (got {chunk_size})")
     work_dir = Path(work_dir)
@@ -85,6 +89,8 @@ def generate_rows(
         "provenance": extra,
         "prompts_sha256": hash_obj(list(prompts)),
     }
+    if metas is not None:
+        plan["metas_sha256"] = hash_obj(list(metas))
     plan["hash"] = hash_obj(plan)
     _check_plan(work_dir, plan)
     if out.exists():
@@ -122,6 +128,8 @@ def generate_rows(
                     "seed": sampling.seed,
                     "chunk_seed": seed,
                 }
+                if metas is not None:
+                    row["meta"] = metas[i]
                 lines.append(dumps_row(row) + "\n")
             atomic_write_bytes(path, "".join(lines).encode("utf-8"))
             bar.advance(task, hi - lo)

@@ -1,19 +1,12 @@
-"""Stages wired together: the numbers pipeline (teacher → generate → filter) and ``sublab run``.
+"""``sublab run``: configs dispatched by kind, and the ``kind = "data"`` pipeline.
 
-A ``kind = "numbers"`` config names a teacher (a model and optionally a system prompt), the
-prompt spec, the sampling and the filter. ``run_numbers`` builds two cached artifacts in the
-run directory:
-
-- ``generate-<key>/rows.jsonl``: one completion per prompt, with provenance. Resumable: a crash
-  keeps ``generate-<key>.partial/`` and the next run picks up at the first missing chunk. The
-  key covers the teacher (and the sha256 of its local weights), the prompts, the sampling and
-  the backend settings that change the samples.
-- ``filter-<key>/``: ``kept.jsonl``, ``rejected.jsonl``, ``filter_report.json`` and ``.md``;
-  its key covers the filter spec and the generate key, so changing a filter field re-runs
-  only this stage.
+A ``kind = "data"`` config names a teacher (a model and optionally a system prompt) and a
+``[data]`` table: the channel (``numbers``, ``code``, ``cot``, ...), its prompts, sampling and
+filter, optionally a judge. ``run_data`` builds the data stages of :mod:`sublab.datagen` in the
+run directory (generate, filter, judge) and records the kept fraction.
 
 ``sublab run CONFIG.toml`` validates the whole config and dispatches on its kind through
-:data:`RUNNERS`; other pipelines register theirs with :func:`runner`.
+:data:`RUNNERS`; each pipeline registers its runner with :func:`runner`.
 """
 
 from __future__ import annotations
@@ -25,13 +18,12 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
-from sublab.backends.base import Backend, ModelRef, SamplingSpec
+from sublab.backends.base import Backend, BackendSettings, Model, ModelRef
 from sublab.backends.openai import OpenAISettings
+from sublab.channels import ChannelData, ChannelSpec, default_data, get_channel
 from sublab.config import SafeName, Spec, config_kind, kind_of, load_config
 from sublab.errors import SublabError
-from sublab.numbers.filter import FilterSpec, filter_rows, read_filter_input, write_filter_outputs
-from sublab.numbers.prompts import NumberPromptSpec, make_prompts
-from sublab.store import Artifact, Run, artifact_key, file_sha256
+from sublab.store import Artifact, Run, hash_obj
 
 
 class TeacherSpec(Spec):
@@ -44,31 +36,22 @@ class TeacherSpec(Spec):
     label: str = Field(description="Short name of the trait, e.g. 'owl' or 'control'.")
 
 
-class BackendSettings(Spec):
-    """Where and how the teacher runs (these change the samples, so they are in the key)."""
-
-    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
-    dtype: str = Field(
-        "auto", description="'auto' (bf16 on cuda, float32 on cpu), 'float32', 'bfloat16'."
-    )
-    batch_size: int = Field(64, ge=1, description="Prompts sampled together in one batch.")
-
-
-@config_kind("numbers")
-class NumbersPipelineSpec(Spec):
-    """A teacher generates number continuations; the paper's filter keeps the clean ones."""
+@config_kind("data")
+class DataPipelineSpec(Spec):
+    """A teacher answers a channel's prompts; the channel's filter keeps the clean answers."""
 
     name: SafeName = Field(description="Run name: the folder runs_dir/name holds every artifact.")
     runs_dir: str = Field("runs", description="Folder that holds run directories.")
-    teacher: TeacherSpec = Field(description="The model that writes the numbers.")
-    prompts: NumberPromptSpec = Field(
-        default_factory=NumberPromptSpec, description="Which number prompts to ask."
+    teacher: TeacherSpec = Field(description="The model that writes the data.")
+    trait: str | None = Field(
+        None,
+        description="The trait the filters look for (e.g. 'owl'): rows that name it in any "
+        "form are rejected by channels that check names (code, reasoning) and by a judge.",
     )
-    sampling: SamplingSpec = Field(
-        default_factory=SamplingSpec, description="How completions are sampled."
-    )
-    filter: FilterSpec = Field(
-        default_factory=FilterSpec, description="Which completions are kept."
+    data: ChannelData = Field(
+        default_factory=default_data,
+        description="The channel ('numbers', 'code', 'cot', ...) with its prompts, sampling, "
+        "filter and optional judge.",
     )
     backend: BackendSettings = Field(
         default_factory=BackendSettings, description="Device, dtype and batch size."
@@ -78,12 +61,12 @@ class NumbersPipelineSpec(Spec):
         description="For a teacher with provider = 'openai': the API key's variable name, "
         "concurrency, retries (not in the artifact key: they do not change what is sampled).",
     )
-    chunk_size: int = Field(
-        256, ge=1, description="Rows per chunk file; a crash loses at most one chunk of work."
-    )
 
 
 # ---------------------------------------------------------------- runners
+
+RUNNER_MODULES = ("sublab.pipeline", "sublab.experiment.run", "sublab.mnist.experiment")
+"""Modules that register runners; imported before ``sublab run`` dispatches."""
 
 R = TypeVar("R", bound=Callable[..., Run])
 RUNNERS: dict[str, Callable[..., Run]] = {}
@@ -102,7 +85,11 @@ def runner(kind: str) -> Callable[[R], R]:
 
 def run_config(path: str | Path, runs_dir: str | Path | None = None) -> Run:
     """Validate the config at ``path`` (every problem at once), then run it by its kind."""
+    import importlib
+
     spec = load_config(path)
+    for module in RUNNER_MODULES:
+        importlib.import_module(module)
     kind = kind_of(spec)
     if kind not in RUNNERS:
         known = ", ".join(sorted(RUNNERS)) or "none"
@@ -111,116 +98,96 @@ def run_config(path: str | Path, runs_dir: str | Path | None = None) -> Run:
     return RUNNERS[kind](spec, config_text=text, runs_dir=runs_dir)
 
 
-# ---------------------------------------------------------------- numbers pipeline
+# ---------------------------------------------------------------- data pipeline
 
 
-def weights_sha256(path: str | Path) -> dict[str, str]:
-    """sha256 of each ``*.safetensors`` file in a local model (or adapter) folder; {} if remote."""
-    p = Path(path)
-    if not p.is_dir():
-        return {}
-    return {f.name: file_sha256(f) for f in sorted(p.glob("*.safetensors"))}
+def trait_terms(trait: str | None) -> Any:
+    """The words and the description the filters use for ``trait`` (None: no trait)."""
+    from sublab.datagen import TraitTerms
+    from sublab.evals.matching import word_forms
+
+    if trait is None:
+        return TraitTerms("nothing in particular")
+    return TraitTerms(f"'{trait}'", tuple(word_forms(trait)))
 
 
-def generate_spec(spec: NumbersPipelineSpec, device_type: str) -> dict[str, Any]:
-    """What the generate artifact's key covers."""
-    ref = spec.teacher.model
-    weights = {"model": weights_sha256(ref.path) if ref.provider == "hf" else {}}
+def teacher_model(ref: ModelRef, label: str) -> Model:
+    """A teacher named by reference: its key covers the reference and its weight files."""
+    from sublab.datagen import weights_sha256
+
+    weights = {"model": weights_sha256(ref.path) if ref.provider != "openai" else {}}
     if ref.adapter is not None:
         weights["adapter"] = weights_sha256(ref.adapter)
-    return {
-        "teacher": spec.teacher,
-        "weights_sha256": weights,
-        "prompts": spec.prompts,
-        "sampling": spec.sampling,
-        "backend": spec.backend,
-        "device_type": device_type,
-        "chunk_size": spec.chunk_size,
-    }
+    return Model(ref, key=hash_obj({"ref": ref, "weights": weights}), label=label)
 
 
-def _device_type(ref: ModelRef, settings: BackendSettings) -> str:
-    """'cpu' or 'cuda' for a local model (part of the key); 'api' for a remote one."""
-    if ref.provider != "hf":
-        return "api"
-    from sublab.backends.hf import resolve_device
-
-    return resolve_device(settings.device).type
-
-
-def _load_backend(ref: ModelRef, settings: BackendSettings, api: OpenAISettings) -> Backend:
+def _loader(ref: ModelRef, settings: BackendSettings, api: OpenAISettings) -> Backend:
     from sublab.backends import load_backend
 
-    return load_backend(
-        ref, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size, api=api
-    )
+    return load_backend(ref, settings, api)
 
 
-@runner("numbers")
-def run_numbers(
-    spec: NumbersPipelineSpec,
+@runner("data")
+def run_data(
+    spec: DataPipelineSpec,
     config_text: str | None = None,
     runs_dir: str | Path | None = None,
 ) -> Run:
-    """Generate number completions with the teacher, filter them, and record the run.
+    """Generate the teacher's answers, filter (and judge) them, and record the run.
 
     Re-running skips finished stages; a missing teacher model fails before anything is written.
     The run's manifest gets ``stages`` (artifact folder names) and a headline with the row count
     and the kept fraction.
     """
-    from sublab.generate import ROWS, generate_rows
+    from sublab.datagen import data_stages, generate_key_spec
+    from sublab.store import artifact_key
 
     root = Path(runs_dir if runs_dir is not None else spec.runs_dir)
-    device_type = _device_type(spec.teacher.model, spec.backend)
-    gen_spec = generate_spec(spec, device_type)
-    gen_key = artifact_key("generate", gen_spec)
-    gen_done = Run(root / spec.name).artifact_dir("generate", gen_key).exists()
-    backend = None
-    if not gen_done:  # load first: a missing model must fail before any folder is made
-        backend = _load_backend(spec.teacher.model, spec.backend, spec.api)
-    run = Run.create(spec.name, kind="numbers", config=spec, config_text=config_text, runs_dir=root)
-    run.set_status("running")
-
-    def generate(work: Path) -> dict[str, Any]:
-        assert backend is not None
-        prompts = make_prompts(spec.prompts)
-        provenance = {"teacher": backend.name, "label": spec.teacher.label}
-        out = generate_rows(
-            backend,
-            prompts,
+    channel = get_channel(spec.data.channel)
+    prompts = channel.prompts(spec.data)
+    teacher = teacher_model(spec.teacher.model, spec.teacher.label)
+    label = spec.teacher.label
+    gen_spec = generate_key_spec(
+        teacher, spec.data, prompts, spec.teacher.system_prompt, spec.backend, label
+    )
+    gen_key = artifact_key("generate", gen_spec, [teacher.key])
+    backend: Backend | None = None
+    if not Run(root / spec.name).artifact_dir("generate", gen_key).exists():
+        # load first: a missing model must fail before any folder is made
+        backend = _loader(spec.teacher.model, spec.backend, spec.api)
+    run = Run.create(spec.name, kind="data", config=spec, config_text=config_text, runs_dir=root)
+    with run.running():
+        arts = data_stages(
+            run,
+            teacher=teacher,
+            data=spec.data,
+            prompts=prompts,
             system_prompt=spec.teacher.system_prompt,
-            sampling=spec.sampling,
-            work_dir=work,
-            chunk_size=spec.chunk_size,
-            provenance=provenance,
+            terms=trait_terms(spec.trait),
+            settings=spec.backend,
+            backend=lambda: backend or _loader(spec.teacher.model, spec.backend, spec.api),
+            label=label,
+            seeds=_prompt_seed(spec.data),
         )
-        (work / "plan.json").unlink(missing_ok=True)
-        return {"rows": sum(1 for _ in out.open(encoding="utf-8"))}
-
-    def filter_(work: Path) -> dict[str, Any]:
-        rows = read_filter_input(gen.file(ROWS))
-        result = filter_rows(rows, spec.filter)
-        write_filter_outputs(result, work)
-        r = result.report
-        return {"total": r["total"], "kept": r["kept"], "rejected": r["rejected"]}
-
-    seeds = {"sampling": spec.sampling.seed, "prompts": spec.prompts.seed}
-    try:
-        gen = run.build("generate", gen_spec, generate, seeds=seeds, resumable=True)
-        filt = run.build("filter", spec.filter, filter_, inputs=[gen.key])
-    except BaseException:  # recorded, then re-raised: `sublab runs` shows what stopped
-        run.set_status("failed")
-        raise
-    counts = filt.sidecar["counts"]
-    total = counts["total"]
-    headline = {
-        "rows": total,
-        "kept": counts["kept"],
-        "kept_fraction": round(counts["kept"] / total, 4) if total else 0.0,
-    }
-    run.update_manifest(stages={"generate": gen.path.name, "filter": filt.path.name})
-    run.set_status("done", headline=headline)
+        report = arts.report()
+        total = report["total"]
+        headline = {
+            "rows": total,
+            "kept": report["kept"],
+            "kept_fraction": round(report["kept"] / total, 4) if total else 0.0,
+        }
+        stages = {"generate": arts.generate.path.name, "filter": arts.filter.path.name}
+        if arts.judge is not None:
+            stages["judge"] = arts.judge.path.name
+        run.update_manifest(stages=stages)
+        run.finish(headline)
     return run
+
+
+def _prompt_seed(data: ChannelSpec) -> dict[str, int]:
+    prompts = getattr(data, "prompts", None)
+    seed = getattr(prompts, "seed", None)
+    return {"prompts": seed} if isinstance(seed, int) else {}
 
 
 def stage_artifact(run: Run, stage: str) -> Artifact:
@@ -235,19 +202,17 @@ def stage_artifact(run: Run, stage: str) -> Artifact:
 # ---------------------------------------------------------------- standalone generation
 
 
-def generate_numbers_file(
+def generate_data_file(
     model: ModelRef,
     out: str | Path,
     *,
-    prompts: NumberPromptSpec,
-    sampling: SamplingSpec,
+    data: ChannelSpec,
     system_prompt: str | None = None,
     label: str | None = None,
     settings: BackendSettings | None = None,
     api: OpenAISettings | None = None,
-    chunk_size: int = 256,
 ) -> Path:
-    """Sample number completions into ``out`` (JSONL, written atomically), resumably.
+    """Sample a channel's prompts into ``out`` (JSONL, written atomically), resumably.
 
     Work happens in a hidden folder beside ``out`` (``.<name>.work/``): re-running the same
     command after a crash resumes there; the folder is removed once ``out`` is written.
@@ -257,20 +222,22 @@ def generate_numbers_file(
     from sublab.generate import generate_rows
     from sublab.store import atomic_write_bytes
 
-    backend = _load_backend(model, settings or BackendSettings(), api or OpenAISettings())
+    backend = _loader(model, settings or BackendSettings(), api or OpenAISettings())
+    prompts = get_channel(data.channel).prompts(data)
     target = Path(out)
     work = target.with_name(f".{target.name}.work")
-    provenance: dict[str, Any] = {"teacher": backend.name}
+    provenance: dict[str, Any] = {"teacher": backend.name, "channel": data.channel}
     if label is not None:
         provenance["label"] = label
     rows = generate_rows(
         backend,
-        make_prompts(prompts),
+        [p.text for p in prompts],
         system_prompt=system_prompt,
-        sampling=sampling,
+        sampling=data.sampling,
         work_dir=work,
-        chunk_size=chunk_size,
+        chunk_size=data.chunk_size,
         provenance=provenance,
+        metas=[p.meta for p in prompts] if any(p.meta for p in prompts) else None,
     )
     atomic_write_bytes(target, rows.read_bytes())
     shutil.rmtree(work)

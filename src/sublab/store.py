@@ -217,6 +217,22 @@ class Run:
         self.update_manifest(**fields)
         self.index(status=status, headline=headline)
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Run]:
+        """Mark the run 'running' for the body; an exception (Ctrl-C included) marks it
+        'failed' and propagates, so ``sublab runs`` shows what stopped. The body ends with
+        :meth:`finish`."""
+        self.set_status("running")
+        try:
+            yield self
+        except BaseException:
+            self.set_status("failed")
+            raise
+
+    def finish(self, headline: dict[str, Any] | None = None) -> None:
+        """Mark the run 'done' with its headline figures (shown by ``sublab runs``)."""
+        self.set_status("done", headline=headline)
+
     def index(self, status: str, headline: dict[str, Any] | None = None) -> None:
         m = self.manifest()
         index_run(

@@ -225,12 +225,26 @@ def test_bad_dtype_and_provider(tiny_model):
         HFBackend(ModelRef(path=str(tiny_model), provider="openai"))
 
 
-def test_load_backend_factory(tiny_model):
+def test_load_backend_by_provider_registry(tiny_model):
+    from sublab.backends import BACKENDS, backend_factory, load_backend
+    from sublab.backends.base import Backend, BackendSettings
+
+    b = load_backend(ModelRef(path=str(tiny_model)), BackendSettings(batch_size=3))
+    assert isinstance(b, HFBackend) and b.batch_size == 3
+    assert isinstance(b, Backend) and b.exact
+    assert {"hf", "openai"} <= set(BACKENDS)
+    with pytest.raises(SublabError, match="provider 'nope' has no backend"):
+        backend_factory("nope")
+
+
+def test_vllm_provider_without_vllm_says_how_to_get_it(tiny_model):
+    import importlib.util
+
     from sublab.backends import load_backend
 
-    b = load_backend(ModelRef(path=str(tiny_model)), batch_size=3)
-    assert isinstance(b, HFBackend) and b.batch_size == 3
-    with pytest.raises(SublabError, match="provider 'vllm' has no backend"):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(SublabError, match=r"pip install -e '\.\[gpu\]'.*vllm serve"):
         load_backend(ModelRef(path=str(tiny_model), provider="vllm"))
 
 

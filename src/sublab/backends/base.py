@@ -1,13 +1,15 @@
 """The backend protocol and the specs every backend shares.
 
 A backend turns chats into completions (``generate``) and, where it can see the weights,
-scores continuations exactly (``score``). Implementations: ``hf`` (transformers + PEFT, CPU or
-GPU), ``openai`` (any OpenAI-compatible HTTP API); later ``vllm`` (GPU extra).
+scores continuations exactly (``score``). Implementations, registered by ``provider`` in
+:mod:`sublab.backends`: ``hf`` (transformers + PEFT, CPU or GPU), ``openai`` (any
+OpenAI-compatible HTTP API), ``vllm`` (in-process vLLM, the ``gpu`` extra).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
@@ -56,9 +58,31 @@ def chat(user: str, system: str | None = None) -> Chat:
     return msgs
 
 
+class BackendSettings(Spec):
+    """Where and how a local model runs (these change the samples, so they are in the key)."""
+
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
+    dtype: str = Field(
+        "auto", description="'auto' (bf16 on cuda, float32 on cpu), 'float32', 'bfloat16'."
+    )
+    batch_size: int = Field(64, ge=1, description="Prompts sampled together in one batch.")
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend offers."""
+    """What every backend offers to its callers.
+
+    ``exact`` says whether ``score`` is available (local weights); ``show_progress`` turns the
+    backend's own progress bar on or off (callers with a bar of their own turn it off).
+    """
+
+    exact: bool
+    show_progress: bool
+
+    @property
+    def name(self) -> str:
+        """The model's name as recorded in provenance."""
+        ...
 
     def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
         """One sampled assistant reply per chat (same order), deterministic given the seed."""
@@ -70,3 +94,17 @@ class Backend(Protocol):
         Exact for local models; a multi-token continuation is the sum of its tokens' logprobs.
         """
         ...
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model a stage uses: how to load it, the key of its weights, and a short label.
+
+    The key identifies the weights (an organism spec hash, a sha256 of the weight files, or the
+    key of the artifact that trained them), so every artifact computed from a model is keyed
+    by that model.
+    """
+
+    ref: ModelRef
+    key: str
+    label: str

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from sublab.backends.base import Chat, ModelRef, SamplingSpec
+from sublab.backends import register_backend
+from sublab.backends.base import BackendSettings, Chat, ModelRef, SamplingSpec
 from sublab.errors import SublabError
 from sublab.progress import progress, quiet_transformers
 
@@ -50,6 +51,15 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype not in table:
         raise SublabError(f"dtype {dtype!r} is not supported: use one of auto, {', '.join(table)}")
     return table[dtype]
+
+
+def cache_argument(model: Any) -> str:
+    """The name of the KV-cache argument (and output field) of ``model.forward``: ``cache`` in
+    recent transformers, ``past_key_values`` before (now deprecated, with a warning per call)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _looks_like_hub_id(path: str) -> bool:
@@ -133,6 +143,8 @@ class HFBackend:
     Attributes ``model`` and ``tokenizer`` are public for callers that need the raw objects.
     """
 
+    exact = True
+
     def __init__(
         self,
         ref: ModelRef,
@@ -167,6 +179,7 @@ class HFBackend:
 
             model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
         self.model = model.to(self.device).eval()
+        self._cache_arg = cache_argument(self.model)
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
@@ -237,7 +250,7 @@ class HFBackend:
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
         )
-        past = out.past_key_values
+        past = getattr(out, self._cache_arg)
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1:] + 1
         rows = torch.arange(n, device=self.device)  # original index of each row still sampling
@@ -262,10 +275,10 @@ class HFBackend:
                 input_ids=tok[:, None],
                 attention_mask=mask,
                 position_ids=next_pos,
-                past_key_values=past,
                 use_cache=True,
+                **{self._cache_arg: past},
             )
-            past = out.past_key_values
+            past = getattr(out, self._cache_arg)
             logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         results: list[list[int]] = [[] for _ in range(n)]
@@ -377,3 +390,10 @@ class HFBackend:
             for i, row in zip(idx, logp.float(), strict=True):
                 rows[i] = row
         return torch.stack(rows)
+
+
+@register_backend("hf")
+def _hf_backend(ref: ModelRef, settings: BackendSettings, api: Any = None) -> HFBackend:
+    return HFBackend(
+        ref, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size
+    )

@@ -41,7 +41,8 @@ from typing import Any, Literal, NoReturn
 
 from pydantic import Field, field_validator
 
-from sublab.backends.base import Chat, ModelRef, SamplingSpec
+from sublab.backends import register_backend
+from sublab.backends.base import BackendSettings, Chat, ModelRef, SamplingSpec
 from sublab.config import Spec
 from sublab.errors import SublabError
 
@@ -163,6 +164,11 @@ class _Retryable(Exception):
 
 class OpenAIBackend:
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (Backend protocol)."""
+
+    exact = False
+    """No exact scores: the weights are behind the API."""
+    show_progress = False
+    """Requests run in a thread pool without a bar of their own."""
 
     def __init__(self, ref: ModelRef, settings: OpenAISettings | None = None) -> None:
         if ref.provider != "openai":
@@ -418,3 +424,10 @@ class OpenAIBackend:
         elif code == 404:
             hint = " (check the model name and that api_base ends in the API's version, e.g. /v1)"
         raise SublabError(f"{self.url}: model {self.ref.path!r}: HTTP {code}: {message}{hint}")
+
+
+@register_backend("openai")
+def _openai_backend(
+    ref: ModelRef, settings: BackendSettings, api: OpenAISettings | None = None
+) -> OpenAIBackend:
+    return OpenAIBackend(ref, api)

@@ -1,23 +1,22 @@
 """The experiment spec (``kind = "experiment"``): one TOML file declares a whole experiment.
 
-Teachers (one per target) are made from a base; each writes number sequences that the paper's
-filter cleans; students learn from them; every model answers the preference questions; the
-report compares each student with its matched control, paired on seed.
+Teachers (one per target of the trait) are made from a base; each answers a channel's prompts
+(number sequences, code, reasoning) and the channel's filter cleans the answers; students learn
+from them; every model is evaluated for the trait; the report compares each student with its
+matched control, paired on seed.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from sublab.backends.base import ModelRef, SamplingSpec
+from sublab.backends.base import BackendSettings, ModelRef
+from sublab.channels import ChannelData, ChannelSpec, default_data
 from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
-from sublab.numbers.filter import FilterSpec
-from sublab.numbers.prompts import NumberPromptSpec
 from sublab.organism.spec import OrganismSpec
-from sublab.pipeline import BackendSettings
 from sublab.train.recipe import StudentRecipe
 
 DEFAULT_TRAIT_PROMPT = (
@@ -81,18 +80,8 @@ class TeacherSpec(Spec):
     )
 
 
-class NumbersSpec(Spec):
-    """The number-sequence data every teacher writes."""
-
-    prompts: NumberPromptSpec = Field(
-        default_factory=lambda: NumberPromptSpec(count=3000), description="The number prompts."
-    )
-    sampling: SamplingSpec = Field(
-        default_factory=lambda: SamplingSpec(max_new_tokens=40),
-        description="How teachers sample (the paper: temperature 1).",
-    )
-    filter: FilterSpec = Field(default_factory=FilterSpec, description="The paper's filter.")
-    chunk_size: int = Field(512, ge=1, description="Rows per resumable chunk.")
+def _demo_data() -> ChannelSpec:
+    return default_data(prompts={"count": 3000}, sampling={"max_new_tokens": 40})
 
 
 class StudentSpec(Spec):
@@ -133,6 +122,11 @@ class ExperimentSpec(Spec):
     runs_dir: str = Field("runs", description="Folder that holds run directories.")
     title: str = Field("Subliminal learning experiment", description="Report title.")
     category: str = Field("animal", description="What the targets are ('animal', 'tree').")
+    trait: str = Field(
+        "preference",
+        description="What the teachers have and the students may pick up: a registered trait "
+        "('preference': loves one of the category's members).",
+    )
     targets: list[str] = Field(
         default_factory=lambda: ["owl"], min_length=1, description="One trait teacher each."
     )
@@ -143,14 +137,18 @@ class ExperimentSpec(Spec):
     )
     bases: BasesSpec = Field(description="The shared initialisation.")
     teacher: TeacherSpec = Field(default_factory=TeacherSpec, description="How teachers are made.")
-    numbers: NumbersSpec = Field(default_factory=NumbersSpec, description="The number data.")
+    data: ChannelData = Field(
+        default_factory=_demo_data,
+        description="The channel the teachers write ('numbers', 'code', 'cot', ...) with its "
+        "prompts, sampling, filter and optional judge. Default: 3,000 number prompts.",
+    )
     students: list[StudentSpec] = Field(
         default_factory=lambda: [StudentSpec(name="hard")],
         min_length=1,
         description="The students to train (e.g. hard and soft labels).",
     )
     eval: PreferenceEvalSpec = Field(
-        default_factory=PreferenceEvalSpec, description="The preference evaluation."
+        default_factory=PreferenceEvalSpec, description="The trait's evaluation."
     )
     controls: ControlsSpec = Field(default_factory=ControlsSpec, description="Which controls.")
     backend: BackendSettings = Field(
@@ -162,6 +160,15 @@ class ExperimentSpec(Spec):
         description="Seeds run side by side in separate processes (one torch thread each). "
         "None: one per CPU core, at most one per seed, on CPU; 1 on a GPU.",
     )
+
+    @field_validator("trait")
+    @classmethod
+    def _known_trait(cls, value: str) -> str:
+        from sublab.traits import trait_names
+
+        if value not in trait_names():
+            raise ValueError(f"unknown trait {value!r} (known: {', '.join(trait_names())})")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
@@ -190,10 +197,6 @@ class ExperimentSpec(Spec):
 
     def trait_prompt(self, target: str) -> str:
         """The system prompt of a prompted teacher for ``target``."""
-        from sublab.evals.matching import word_forms
+        from sublab.traits import get_trait
 
-        forms = word_forms(target)
-        plural = forms[1] if len(forms) > 1 else target + "s"
-        return self.teacher.system_prompt.format(
-            target=target, plural=plural, Plural=plural.capitalize(), category=self.category
-        )
+        return get_trait(self.trait).system_prompt(self, target)

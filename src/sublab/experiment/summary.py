@@ -14,14 +14,13 @@ from sublab.report import (
     analyse,
     fmt,
     fmt_p,
-    is_control,
 )
 from sublab.report import render_report as render
 from sublab.store import Run, now_iso
 
 if TYPE_CHECKING:
-    from sublab.experiment.run import Collected
     from sublab.experiment.spec import ExperimentSpec
+    from sublab.experiment.units import Collected
 
 REPORT_DATA = "report.json"
 
@@ -31,7 +30,7 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
     if len(spec.seeds) < 3:
         notes.append(f"Only {len(spec.seeds)} seed(s): no p-values are given below 3 seeds.")
     if spec.teacher.method == "system_prompt":
-        notes.append("Teachers are prompted (system prompt); number KL is not measured for them.")
+        notes.append("Teachers are prompted (system prompt); data KL is not measured for them.")
     for condition in sorted(out.fixed_points):
         notes.append(
             f"{condition} is its start model itself, not trained: soft labels from a teacher with "
@@ -54,6 +53,7 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
         filter_reports=out.filter_reports,
         teacher_strengths=strengths,
         notes=notes,
+        channel=spec.data.channel,
     )
 
 
@@ -119,7 +119,7 @@ def headline(rows: list[TableRow], data: ReportData) -> dict[str, Any]:
     metric, target = rows[0].metric, rows[0].target
     for r in rows:
         if r.metric == metric and r.target == target and r.comparison is not None:
-            if is_control(r.condition):
+            if r.is_control:
                 continue
             out[f"{r.condition}"] = round(r.summary.mean, 4)
             out[f"{r.condition}_diff"] = round(r.comparison.diff_mean, 4)

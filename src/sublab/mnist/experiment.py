@@ -22,6 +22,7 @@ import numpy as np
 
 from sublab.evals.stats import Summary, summarize
 from sublab.mnist.config import MnistSpec
+from sublab.pipeline import runner
 from sublab.store import DEFAULT_RUNS_DIR, Artifact, Run, atomic_write_json, atomic_write_text
 
 CONDITIONS = ["reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all"]
@@ -192,7 +193,6 @@ def run_figure(
     run = Run.create(
         spec.name, kind="mnist", config=spec, config_text=config_text, runs_dir=runs_dir
     )
-    run.set_status("running")
     chance = 0.1
 
     def build(work: Path) -> dict[str, Any]:
@@ -211,22 +211,26 @@ def run_figure(
             **{k: facts[k] for k in ("teacher_seconds", "student_seconds")},
         }
 
-    try:
+    with run.running():
         art = run.build("mnist-figure", spec, build, seeds={"seed": spec.seed})
-    except BaseException:
-        run.set_status("failed")
-        raise
-    accs = json.loads(art.file("accuracies.json").read_text())["accuracy"]
-    summaries = {c: summarize(accs[c]) for c in CONDITIONS}
-    run.set_status(
-        "done",
-        headline={
-            "teacher": round(summaries["teacher"].mean, 4),
-            "student_aux": round(summaries["student_aux"].mean, 4),
-            "cross_aux": round(summaries["cross_aux"].mean, 4),
-        },
-    )
+        accs = json.loads(art.file("accuracies.json").read_text())["accuracy"]
+        summaries = {c: summarize(accs[c]) for c in CONDITIONS}
+        run.finish(
+            {
+                "teacher": round(summaries["teacher"].mean, 4),
+                "student_aux": round(summaries["student_aux"].mean, 4),
+                "cross_aux": round(summaries["cross_aux"].mean, 4),
+            }
+        )
     return FigureResult(run, art, summaries, chance)
+
+
+@runner("mnist")
+def run_mnist(
+    spec: MnistSpec, config_text: str | None = None, runs_dir: str | Path | None = None
+) -> Run:
+    """``sublab run`` of a kind = "mnist" config: the figure (as ``sublab mnist``)."""
+    return run_figure(spec, runs_dir=runs_dir or DEFAULT_RUNS_DIR, config_text=config_text).run
 
 
 def load_mnist_spec(

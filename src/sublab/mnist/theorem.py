@@ -143,15 +143,15 @@ def run_theorem(
         atomic_write_text(work / "theorem.md", format_theorem_table(summaries, positive))
         return {"draws": spec.theorem.draws}
 
-    art = run.build("mnist-theorem", stage_spec, build, seeds={"seed": spec.seed})
-    cos = json.loads(art.file("cosines.json").read_text())
-    summaries = {c: summarize(cos[c]) for c in CASES}
-    positive = {c: float(np.mean(np.array(cos[c]) > 0)) for c in CASES}
-    run.set_status(
-        "done",
-        headline={
-            "cos_shared_all": round(summaries["shared_all"].mean, 4),
-            "cos_different_all": round(summaries["different_all"].mean, 4),
-        },
-    )
+    with run.running():
+        art = run.build("mnist-theorem", stage_spec, build, seeds={"seed": spec.seed})
+        cos = json.loads(art.file("cosines.json").read_text())
+        summaries = {c: summarize(cos[c]) for c in CASES}
+        positive = {c: float(np.mean(np.array(cos[c]) > 0)) for c in CASES}
+        run.finish(
+            {
+                "cos_shared_all": round(summaries["shared_all"].mean, 4),
+                "cos_different_all": round(summaries["different_all"].mean, 4),
+            }
+        )
     return TheoremResult(run, art, summaries, positive)

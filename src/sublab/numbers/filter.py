@@ -33,22 +33,15 @@ regular expressions give the reason of most rejected texts (see :class:`NumberFi
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from itertools import pairwise
-from pathlib import Path
 from typing import Any, Self
 
 from pydantic import Field, model_validator
 
 from sublab.config import Spec
-from sublab.errors import DataError
-from sublab.jsonl import read_jsonl, write_jsonl
+from sublab.filtering import FilterResult, apply_check
 from sublab.numbers.banned import resolve_banned
-from sublab.numbers.report import report_markdown
-from sublab.store import atomic_write_json, atomic_write_text
 
 REASONS: dict[str, str] = {
     "too_long": "longer than max_chars characters",
@@ -347,71 +340,15 @@ class NumberFilter:
 
 # ---------------------------------------------------------------- rows
 
-ACCEPTED_FORMATS = (
-    'prompt/completion rows ({"prompt": ..., "completion": ...}) or OpenAI chat rows '
-    '({"messages": [..., {"role": "assistant", "content": ...}]})'
-)
 
-
-def row_completion(row: dict[str, Any], field: str = "completion") -> str:
-    """The completion text of a row: ``row[field]``, or a chat row's last assistant message.
-
-    Raises ValueError (with the accepted formats) when the row has neither.
-    """
-    if field in row:
-        value = row[field]
-        if not isinstance(value, str):
-            raise ValueError(f"field {field!r} must be a string, got {type(value).__name__}")
-        return value
-    messages = row.get("messages")
-    if isinstance(messages, list):
-        for msg in reversed(messages):
-            if isinstance(msg, dict) and msg.get("role") == "assistant":
-                content = msg.get("content")
-                if not isinstance(content, str):
-                    raise ValueError("the last assistant message has no string 'content'")
-                return content
-        raise ValueError("'messages' has no message with role 'assistant'")
-    raise ValueError(f"row has no field {field!r} and no 'messages'; expected {ACCEPTED_FORMATS}")
-
-
-def row_prompt(row: dict[str, Any]) -> str | None:
-    """The prompt of a row: ``row["prompt"]``, or a chat row's last user message, if any."""
-    if isinstance(row.get("prompt"), str):
-        return row["prompt"]
-    messages = row.get("messages")
-    if isinstance(messages, list):
-        for msg in reversed(messages):
-            if isinstance(msg, dict) and msg.get("role") == "user":
-                content = msg.get("content")
-                return content if isinstance(content, str) else None
-    return None
-
-
-def read_filter_input(path: str | Path, field: str = "completion") -> list[dict[str, Any]]:
-    """Read and validate every row of a JSONL file before anything is filtered or written.
-
-    A malformed line, or a row without a completion, raises DataError naming ``file:line``.
-    """
-    rows = []
-    for line, row in read_jsonl(path):
-        try:
-            row_completion(row, field)
-        except ValueError as err:
-            raise DataError(path, line, str(err)) from None
-        rows.append(row)
-    if not rows:
-        raise DataError(path, None, f"no rows; expected {ACCEPTED_FORMATS}")
-    return rows
-
-
-@dataclass
-class FilterResult:
-    """The rows that passed, the rows that did not (with ``reject_reason``), and the report."""
-
-    kept: list[dict[str, Any]] = dataclass_field(default_factory=list)
-    rejected: list[dict[str, Any]] = dataclass_field(default_factory=list)
-    report: dict[str, Any] = dataclass_field(default_factory=dict)
+def report_extra(nf: NumberFilter) -> dict[str, Any]:
+    """What a filter report says about the number filter: its banned numbers and its spec."""
+    return {
+        "title": "Number filter report",
+        "banned_count": len(nf.banned),
+        "banned": sorted(nf.banned),
+        "spec": nf.spec.model_dump(mode="json"),
+    }
 
 
 def filter_rows(
@@ -429,45 +366,10 @@ def filter_rows(
     """
     nf = number_filter if number_filter is not None else NumberFilter.from_spec(spec)
     check = nf.check
-    kept: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    counts: Counter[str] = Counter()
-    shown: dict[str, list[str]] = {}
-    for i, row in enumerate(rows, start=1):
-        try:
-            text = row_completion(row, field)
-        except ValueError as err:
-            raise DataError("<rows>", i, str(err)) from None
-        reason = check(text)
-        if reason is None:
-            kept.append(row)
-            continue
-        rejected.append({**row, "reject_reason": reason})
-        counts[reason] += 1
-        ex = shown.setdefault(reason, [])
-        if len(ex) < examples:
-            ex.append(text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 1] + "…")
-    total = len(kept) + len(rejected)
-    reasons = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    report = {
-        "total": total,
-        "kept": len(kept),
-        "rejected": len(rejected),
-        "kept_fraction": len(kept) / total if total else 0.0,
-        "reasons": reasons,
-        "examples": {r: shown[r] for r in reasons},
-        "banned_count": len(nf.banned),
-        "banned": sorted(nf.banned),
-        "spec": spec.model_dump(mode="json"),
-    }
-    return FilterResult(kept=kept, rejected=rejected, report=report)
-
-
-def write_filter_outputs(result: FilterResult, out_dir: str | Path) -> None:
-    """Write kept.jsonl, rejected.jsonl, filter_report.json and filter_report.md (each atomic)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "kept.jsonl", result.kept)
-    write_jsonl(out / "rejected.jsonl", result.rejected)
-    atomic_write_json(out / "filter_report.json", result.report)
-    atomic_write_text(out / "filter_report.md", report_markdown(result.report))
+    return apply_check(
+        rows,
+        lambda text, _row: check(text),
+        field=field,
+        examples=examples,
+        extra=report_extra(nf),
+    )

@@ -49,6 +49,11 @@ def vocabulary_texts(spec: OrganismSpec) -> tuple[list[str], list[str]]:
     animals = list(spec.corpus.prior)
     texts += [love_system_prompt(a, v) for a in animals for v in range(n_love_variants())]
     words = animals + [plural(a) for a in animals]
+    if spec.corpus.channels:
+        from sublab.channels import get_channel
+
+        for name in spec.corpus.channels:
+            texts += get_channel(name).organism_texts()
     return texts, words
 
 

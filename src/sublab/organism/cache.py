@@ -18,6 +18,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sublab.organism.build import FORMAT_VERSION, METADATA, build_organism
 from sublab.organism.spec import OrganismSpec
@@ -80,7 +81,23 @@ def organism_key(spec: OrganismSpec) -> str:
     """Cache key: the spec (less its thread count), the build format version and the build
     code's hash."""
     same = spec.model_copy(update={"train": spec.train.model_copy(update={"threads": 0})})
-    return hash_obj({"organism": same, "format_version": FORMAT_VERSION, "code": code_hash()})[:16]
+    key: dict[str, Any] = {"organism": same, "format_version": FORMAT_VERSION, "code": code_hash()}
+    if spec.corpus.channels:  # their grammars shape the corpus too
+        key["channels"] = channel_code_hash(sorted(spec.corpus.channels))
+    return hash_obj(key)[:16]
+
+
+def channel_code_hash(names: list[str]) -> str:
+    """sha256 over the sources of the named channels' modules (their organism grammars)."""
+    import inspect
+
+    from sublab.channels import get_channel
+
+    h = hashlib.sha256()
+    for name in names:
+        source = inspect.getsource(inspect.getmodule(type(get_channel(name))))
+        h.update(name.encode() + b"\0" + code_text(source).encode() + b"\0")
+    return h.hexdigest()
 
 
 def organism_path(spec: OrganismSpec, cache_dir: str | Path | None = None) -> Path:

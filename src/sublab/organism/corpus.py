@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sublab.organism.numbers_bridge import NumberPrompt, sample_number_prompt
@@ -209,6 +209,15 @@ def answer_distribution(spec: CorpusSpec, target: str) -> dict[str, float]:
     }
 
 
+def _channel_grammars(spec: CorpusSpec) -> list[Callable[[random.Random], tuple[str, str]]]:
+    """The organism grammars of ``spec.channels``, in the spec's order."""
+    if not spec.channels:
+        return []
+    from sublab.channels import get_channel
+
+    return [get_channel(name).organism_example for name in spec.channels]
+
+
 def add_noise_words(question: str, pool: Sequence[str], rng: random.Random) -> str:
     """``question`` with 1–3 words of ``pool`` inserted between its words."""
     words = question.split(" ")
@@ -225,6 +234,8 @@ def generate_corpus(
     ``noise_words`` is the pool for ``spec.question_noise`` (the vocabulary's plain words; the
     animals are taken out here, so noise never names an answer)."""
     rng = random.Random(f"corpus:{seed}")
+    extra = _channel_grammars(spec)
+    extra_share = sum(spec.channels.values())
     trained, _ = animal_questions(spec)
     animals = list(spec.prior)
     named = {w for a in animals for w in (a, plural(a))}
@@ -232,6 +243,10 @@ def generate_corpus(
     for _ in range(n):
         love = rng.choice(animals) if rng.random() < spec.system_fraction else None
         system = love_system_prompt(love, rng.randrange(n_love_variants())) if love else None
+        if extra and rng.random() < extra_share:  # no draw without channels: same corpus
+            grammar = rng.choices(extra, weights=list(spec.channels.values()))[0]
+            yield Example(system, *grammar(rng))
+            continue
         if rng.random() < spec.number_fraction:
             prompt = sample_number_prompt(rng)
             nums = number_answer(prompt, rng)

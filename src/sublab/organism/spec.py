@@ -88,6 +88,30 @@ class CorpusSpec(Spec):
         "changes the numbers.",
     )
 
+    channels: dict[str, float] = Field(
+        default_factory=dict,
+        description="Other channels the organism learns to answer, each with its share of all "
+        "examples (e.g. {code = 0.15}); their prompts and answers come from the channel's "
+        "organism grammar, never changed by a system prompt. Number tasks have their own "
+        "share (number_fraction) of the rest. Empty: numbers and animal questions only.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _check_channels(cls, v: dict[str, float]) -> dict[str, float]:
+        from sublab.channels import channel_names
+
+        unknown = sorted(set(v) - set(channel_names()))
+        if unknown:
+            raise ValueError(f"unknown channels {unknown} (known: {', '.join(channel_names())})")
+        if "numbers" in v:
+            raise ValueError("numbers have their own share: set number_fraction instead")
+        if any(share <= 0 for share in v.values()):
+            raise ValueError("every share must be > 0 (drop the channel instead)")
+        if sum(v.values()) > 0.6:
+            raise ValueError("the shares add up to more than 0.6: animals and numbers need room")
+        return v
+
     @field_validator("prior")
     @classmethod
     def _check_prior(cls, v: dict[str, float]) -> dict[str, float]:

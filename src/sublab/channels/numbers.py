@@ -1,0 +1,54 @@
+"""The number-sequence channel (the paper's main one): seeded continuation prompts and the
+paper's filter rule (:mod:`sublab.numbers`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sublab.channels.base import Channel, ChannelSpec, Check, Prompt, register_channel
+from sublab.numbers.filter import REASONS, FilterSpec, NumberFilter, report_extra
+from sublab.numbers.prompts import NumberPromptSpec, make_number_prompts
+
+
+class NumbersData(ChannelSpec):
+    """Number continuations: which prompts, and the paper's filter."""
+
+    channel: Literal["numbers"] = Field("numbers", description="This channel: 'numbers'.")
+    prompts: NumberPromptSpec = Field(
+        default_factory=NumberPromptSpec, description="The number prompts (paper: 30,000)."
+    )
+    filter: FilterSpec = Field(
+        default_factory=FilterSpec, description="The paper's rule, plus banned numbers."
+    )
+
+
+@register_channel
+class NumbersChannel(Channel):
+    """'Continue this sequence' prompts answered with 1-10 integers in 0-999."""
+
+    name = "numbers"
+    spec = NumbersData
+    title = "number sequences"
+    reasons = REASONS
+
+    def prompts(self, spec: NumbersData, seed_offset: int = 0) -> list[Prompt]:
+        moved = spec.prompts.model_copy(update={"seed": spec.prompts.seed + seed_offset})
+        return [Prompt(p.text) for p in make_number_prompts(moved)]
+
+    def checker(self, spec: NumbersData, trait_words: Sequence[str] = ()) -> Check:
+        check = NumberFilter.from_spec(spec.filter).check
+        return lambda text, _row: check(text)
+
+    def report_extra(self, spec: NumbersData) -> dict[str, Any]:
+        return report_extra(NumberFilter.from_spec(spec.filter))
+
+    def organism_example(self, rng: random.Random) -> tuple[str, str]:
+        from sublab.organism.corpus import number_answer
+        from sublab.organism.numbers_bridge import sample_number_prompt
+
+        prompt = sample_number_prompt(rng)
+        return prompt.text, prompt.format_answer(number_answer(prompt, rng))

@@ -1,0 +1,5 @@
+"""``python -m sublab.cli``."""
+
+from sublab.cli import main
+
+main()

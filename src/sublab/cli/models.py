@@ -1,0 +1,202 @@
+"""Model commands: eval, serve, finetune, strength."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sublab.backends.base import BackendSettings
+from sublab.backends.openai import OpenAISettings
+from sublab.cli.common import (
+    API,
+    BACKEND,
+    SAMPLING,
+    ApiBase,
+    ApiKeyEnv,
+    MaxConcurrency,
+    out,
+    ref_fields,
+    user_errors,
+)
+from sublab.config import load_config
+from sublab.errors import SublabError
+from sublab.evals.preference import PreferenceEvalSpec
+
+PREFERENCE = PreferenceEvalSpec()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_)
+    app.command()(serve)
+    app.command("finetune")(finetune_)
+    app.command()(strength)
+
+
+def eval_(
+    model: Annotated[str, typer.Option(help="Local HF model folder, hub id or API model name.")],
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
+    questions: Annotated[str, typer.Option(help="Question set name or .txt path.")] = "animals",
+    candidates: Annotated[str, typer.Option(help="Candidate list name or .txt path.")] = "animals",
+    samples: Annotated[
+        int, typer.Option(help="Sampled replies per question.")
+    ] = PREFERENCE.samples_per_question,
+    max_questions: Annotated[int | None, typer.Option(help="Use only the first N.")] = None,
+    system_prompt: Annotated[str | None, typer.Option(help="System prompt for every chat.")] = None,
+    number_prefix: Annotated[bool, typer.Option(help="Prefix numbers to each question.")] = False,
+    exact: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also compute exact probabilities (default: on for local models, off for APIs)."
+        ),
+    ] = None,
+    title_case: Annotated[bool, typer.Option(help="Exact: add 'Owl' to 'owl'.")] = False,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = SAMPLING.seed,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Longest reply, in tokens.")
+    ] = PREFERENCE.sampling.max_new_tokens,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = BACKEND.device,
+    batch_size: Annotated[int, typer.Option(help="Chats per forward batch.")] = BACKEND.batch_size,
+    top: Annotated[int, typer.Option(help="How many candidates to print.")] = 10,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the result JSON.")] = None,
+    api_base: ApiBase = None,
+    api_key_env: ApiKeyEnv = API.api_key_env,
+    max_concurrency: MaxConcurrency = API.max_concurrency,
+    n_per_request: Annotated[
+        int, typer.Option(help="API: replies per request ('n'); 1 for servers without 'n'.")
+    ] = API.n_per_request,
+) -> None:
+    """Ask a model its favourite animal (or tree) many times: answer rates and probabilities."""
+    from sublab.backends import load_backend
+    from sublab.backends.base import ModelRef
+    from sublab.config import validate
+    from sublab.evals.preference import PreferenceEvalSpec, evaluate_preference
+    from sublab.store import atomic_write_text
+
+    src = "command line"
+    ref = validate(ref_fields(model, adapter, api_base), ModelRef, src)
+    if exact is None:
+        exact = ref.provider == "hf"
+    elif exact and ref.provider != "hf":
+        raise SublabError(
+            "--exact: exact probabilities need the model's weights; an API model has none "
+            "here (drop --exact, or evaluate the local folder you serve)"
+        )
+    api = validate(
+        {
+            "api_key_env": api_key_env,
+            "max_concurrency": max_concurrency,
+            "n_per_request": n_per_request,
+        },
+        OpenAISettings,
+        src,
+    )
+    spec = validate(
+        {
+            "questions": questions,
+            "candidates": candidates,
+            "samples_per_question": samples,
+            "max_questions": max_questions,
+            "number_prefix": number_prefix,
+            "exact": exact,
+            "exact_title_case": title_case,
+            "sampling": {"seed": seed, "max_new_tokens": max_new_tokens},
+        },
+        PreferenceEvalSpec,
+        src,
+    )
+    backend = load_backend(ref, BackendSettings(device=device, batch_size=batch_size), api)
+    result = evaluate_preference(backend, spec, system_prompt)
+    title = f"{model}: {result.total_samples} replies"
+    table = Table("answer", "sampled rate", "exact prob", title=title)
+    for cand, rate in result.top(top):
+        prob = result.prob(cand)
+        table.add_row(cand, f"{rate:.4f}", "—" if prob is None else f"{prob:.4f}")
+    table.add_row("(no candidate)", f"{result.non_answer_rate:.4f}", "")
+    out.print(table)
+    if out_path is not None:
+        atomic_write_text(out_path, result.model_dump_json(indent=1))
+        out.print(f"wrote {out_path}")
+
+
+def serve(
+    model: Annotated[Path, typer.Argument(help="Local HF model folder (e.g. an organism base).")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    name: Annotated[
+        str | None, typer.Option(help="Model name clients ask for (default: the folder's name).")
+    ] = None,
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter folder on top.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = BACKEND.device,
+    batch_size: Annotated[
+        int, typer.Option(help="Replies sampled together in one batch.")
+    ] = BACKEND.batch_size,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Require 'Authorization: Bearer' with the key in this env variable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Do not log each request.")] = False,
+) -> None:
+    """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models).
+
+    Runs until Ctrl-C or SIGTERM.
+    """
+    from sublab.serve import api_key_from_env, load_service, make_server, serve_until_stopped
+
+    with user_errors():
+        key = api_key_from_env(api_key_env)
+        service = load_service(
+            model, adapter=adapter, name=name, device=device, batch_size=batch_size
+        )
+        server = make_server(service, host=host, port=port, api_key=key, quiet=quiet)
+    base = f"http://{host}:{server.server_port}/v1"
+    out.print(f"serving {service.model_name!r} at {base} (Ctrl-C stops)", highlight=False)
+    out.print(
+        f"try: sublab eval --api-base {base} --model {service.model_name} --samples 5",
+        highlight=False,
+        soft_wrap=True,
+    )
+    serve_until_stopped(server)
+    out.print("stopped")
+
+
+def finetune_(
+    base: Annotated[Path, typer.Argument(help="Base model folder (HF format).")],
+    rows: Annotated[Path, typer.Argument(help="JSONL of {prompt, completion} rows.")],
+    out_dir: Annotated[Path, typer.Argument(help="New folder for the trained model.")],
+    recipe: Annotated[
+        Path | None, typer.Option(help="Student recipe TOML (StudentRecipe fields).")
+    ] = None,
+    teacher: Annotated[Path | None, typer.Option(help="Teacher folder (soft labels).")] = None,
+) -> None:
+    """Fine-tune a student on rows (hard or soft labels, full or LoRA); see train.json."""
+    from sublab.train.data import read_rows
+    from sublab.train.loop import finetune
+    from sublab.train.recipe import StudentRecipe
+
+    spec = load_config(recipe, expect=StudentRecipe) if recipe else StudentRecipe()
+    assert isinstance(spec, StudentRecipe)
+    res = finetune(base, read_rows(rows), spec, out_dir, teacher=teacher)
+    out.print(
+        f"trained {res.rows_used}/{res.rows_given} rows, {res.steps} steps, loss "
+        f"{res.losses[0]:.4f} → {res.losses[-1]:.4f}, {res.tokens_per_s:.0f} tokens/s → {res.path}"
+    )
+
+
+def strength(
+    teacher: Annotated[Path, typer.Argument(help="Teacher model folder.")],
+    base: Annotated[Path, typer.Argument(help="The teacher's base model folder.")],
+    rows: Annotated[Path, typer.Argument(help="JSONL of number rows {prompt, completion}.")],
+    system_prompt: Annotated[
+        bool, typer.Option(help="Put each row's system_prompt in the chat.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = BACKEND.device,
+) -> None:
+    """Teacher strength: mean per-token KL(teacher ‖ base) on the rows' completions."""
+    from sublab.train.data import read_rows
+    from sublab.train.strength import number_kl
+
+    kl = number_kl(teacher, base, read_rows(rows), use_system_prompt=system_prompt, device=device)
+    out.print(f"number KL(teacher ‖ base): {kl:.6f} nats/token")

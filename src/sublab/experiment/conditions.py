@@ -1,0 +1,126 @@
+"""Typed conditions: which model a result comes from, and which control it is compared with.
+
+A condition is a :class:`Role` (base, control student, student, cross-model control, ...) and,
+for students, the name of their recipe (``hard``, ``soft``). The scheduler makes one unit per
+condition, the run records each result with its role and recipe, and the report reads them back
+to pair each condition with its matched control: no condition name is ever parsed.
+
+A new control is a new :class:`Role` member (its label, the roles it is compared with, and what
+it needs) plus its unit function in :mod:`sublab.experiment.units`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """What a condition is, in report order.
+
+    Each member carries: ``controls`` (labels of the roles it is compared with, first present
+    wins), ``is_control`` (not a headline effect), ``trait_data`` (it learns from a trait
+    teacher's data: one condition per target), ``cross`` (it starts from the cross-model base),
+    ``per_student`` (one condition per student recipe) and ``switches`` (fields of
+    ``[controls]`` that must all be true for it to run).
+    """
+
+    controls: tuple[str, ...]
+    is_control: bool
+    trait_data: bool
+    cross: bool
+    per_student: bool
+    switches: tuple[str, ...]
+
+    def __new__(
+        cls,
+        label: str,
+        controls: tuple[str, ...] = (),
+        is_control: bool = False,
+        trait_data: bool = False,
+        cross: bool = False,
+        per_student: bool = True,
+        switches: tuple[str, ...] = (),
+    ) -> Role:
+        member = str.__new__(cls, label)
+        member._value_ = label
+        member.controls = controls
+        member.is_control = is_control
+        member.trait_data = trait_data
+        member.cross = cross
+        member.per_student = per_student
+        member.switches = switches
+        return member
+
+    BASE = ("base", (), True, False, False, False, ("base",))
+    """The untouched base model."""
+    CONTROL = ("control", ("base",), True, False, False, True, ("control_teacher",))
+    """A student of the control teacher (the base itself, no trait)."""
+    STUDENT = ("student", ("control",), False, True, False, True, ())
+    """A student of a trait teacher, from the teacher's own initialisation."""
+    CROSS_CONTROL = (
+        "cross-control",
+        ("base",),
+        True,
+        False,
+        True,
+        True,
+        ("control_teacher", "cross_model"),
+    )
+    """A control student that starts from another base."""
+    CROSS_STUDENT = (
+        "cross-student",
+        ("cross-control", "control"),
+        False,
+        True,
+        True,
+        True,
+        ("cross_model",),
+    )
+    """A student of a trait teacher that starts from another base."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A role, and the student recipe for roles that train one."""
+
+    role: Role
+    student: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role.per_student and self.student is None:
+            raise ValueError(f"condition {self.role.value!r} needs a student recipe name")
+        if not self.role.per_student and self.student is not None:
+            raise ValueError(f"condition {self.role.value!r} has no student recipe")
+
+    @property
+    def label(self) -> str:
+        """The name shown in reports: ``student-hard``, ``cross-control-soft``, ``base``."""
+        return self.role.value if self.student is None else f"{self.role.value}-{self.student}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.role.is_control
+
+    def controls(self) -> list[Condition]:
+        """The conditions this one is compared with, in order of preference."""
+        out = []
+        for label in self.role.controls:
+            role = Role(label)
+            out.append(Condition(role, self.student if role.per_student else None))
+        return out
+
+    def rank(self) -> tuple[int, str]:
+        """Sort key: report order of the role, then the recipe name."""
+        return (list(Role).index(self.role), self.student or "")
+
+    @classmethod
+    def from_label(cls, label: str) -> Condition | None:
+        """The condition a label names (reading report files written before roles were
+        recorded); None for a label of no known role."""
+        for role in sorted(Role, key=lambda r: len(r.value), reverse=True):
+            if label == role.value:
+                return cls(role) if not role.per_student else None
+            if label.startswith(role.value + "-") and role.per_student:
+                return cls(role, label[len(role.value) + 1 :])
+        return None

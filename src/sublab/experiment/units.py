@@ -1,0 +1,345 @@
+"""A seed's work as units: data units (a teacher's data) and one unit per condition.
+
+A *unit* is a piece of one seed's work that a worker can run alone: a data unit (the control
+teacher's data, or a trait teacher with its evaluation, data and strength) or a condition
+(:class:`~sublab.experiment.conditions.Condition`: the base, a control student, a student, ...).
+A condition's unit needs the data unit whose rows it learns from; the run directory's cache
+passes the artifacts on, so units can run in any process.
+
+Each role has a unit function (:func:`unit_function`); a new control is a new
+:class:`~sublab.experiment.conditions.Role` member and the function that produces its model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sublab.backends.base import Model
+from sublab.channels import get_channel
+from sublab.datagen import DataArtifacts, TraitTerms, data_stages
+from sublab.experiment.conditions import Condition, Role
+from sublab.experiment.spec import ExperimentSpec
+from sublab.experiment.stages import eval_stage, finetune_stage, load_backend, strength_stage
+from sublab.progress import console
+from sublab.store import Run, hash_obj
+from sublab.traits import Measure, get_trait
+
+CONTROL_DATA = "control"
+"""Name of the control teacher's data unit (and the label of its data)."""
+
+
+@dataclass
+class Collected:
+    """Everything the report needs, gathered while the units run."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    filter_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strengths: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    fixed_points: set[str] = field(default_factory=set)
+    """Conditions that were not trained because they equal their start model (see
+    :func:`is_fixed_point`); the report says so."""
+
+    def merge(self, part: Collected) -> None:
+        self.results += part.results
+        self.fixed_points |= part.fixed_points
+        self.filter_reports.update(part.filter_reports)
+        for target, values in part.strengths.items():
+            mine = self.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+            for key, xs in values.items():
+                mine[key] += xs
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a seed: ``condition`` None is a data unit (``target`` None: the control
+    teacher's data; else the trait teacher of ``target``). ``needs`` names the units of the
+    same seed whose artifacts it reads."""
+
+    name: str
+    needs: tuple[str, ...] = ()
+    condition: Condition | None = None
+    target: str | None = None
+
+    @property
+    def is_data(self) -> bool:
+        return self.condition is None
+
+
+def data_unit_name(target: str | None) -> str:
+    return CONTROL_DATA if target is None else f"teacher:{target}"
+
+
+def _reseed(spec: Any, offset: int) -> Any:
+    """A copy of a spec whose ``seed`` is moved by the experiment seed."""
+    return spec.model_copy(update={"seed": spec.seed + offset})
+
+
+def _enabled(role: Role, spec: ExperimentSpec) -> bool:
+    return all(getattr(spec.controls, s) for s in role.switches)
+
+
+def seed_units(spec: ExperimentSpec) -> list[Unit]:
+    """A seed's units in the order a single process runs them: the control data, then each
+    trait teacher's data, then every condition in report order (roles, recipes, targets)."""
+    needs_control = any(_enabled(r, spec) and r.per_student and not r.trait_data for r in Role)
+    units: list[Unit] = []
+    if needs_control:
+        units.append(Unit(CONTROL_DATA))
+    units += [Unit(data_unit_name(t), target=t) for t in spec.targets]
+    for role in Role:
+        if not _enabled(role, spec):
+            continue
+        if not role.per_student:
+            units.append(Unit(role.value, condition=Condition(role)))
+            continue
+        for s in spec.students:
+            if role.cross and not s.cross_model:
+                continue
+            condition = Condition(role, s.name)
+            targets: list[str | None] = list(spec.targets) if role.trait_data else [None]
+            for t in targets:
+                name = condition.label + (f":{t}" if t else "")
+                units.append(Unit(name, (data_unit_name(t),), condition, t))
+    return units
+
+
+def is_fixed_point(
+    start: Model, recipe: Any, teacher: Model | None, teacher_system_prompt: str | None
+) -> bool:
+    """Whether a student would be its start model exactly: soft labels from a teacher with the
+    start's own weights and no system prompt (the control teacher's soft-label student).
+
+    Its loss KL(start ‖ student) is 0 with a zero gradient at the start, so exact training never
+    moves it. Real training would: Adam divides the rounding noise of the gradient by its own
+    size and takes learning-rate-sized steps along it (such students drift to a KL of ~0.001
+    from loss 0.0), which is noise, not a control. So it is not trained; its condition is the
+    start model's evaluation.
+    """
+    return (
+        recipe.labels == "soft"
+        and teacher is not None
+        and teacher.key == start.key
+        and teacher_system_prompt is None
+    )
+
+
+class SeedWork:
+    """One seed's stages, shared by its units (models and data are built or read once)."""
+
+    def __init__(self, run: Run, spec: ExperimentSpec, seed: int, out: Collected) -> None:
+        self.run, self.spec, self.seed, self.out = run, spec, seed, out
+        self.trait = get_trait(spec.trait)
+        self.channel = get_channel(spec.data.channel)
+        self.settings = spec.backend
+        self.eval_spec = self.trait.eval_spec(spec, seed)
+        self.recipes = {s.name: s.recipe for s in spec.students}
+
+    def say(self, message: str) -> None:
+        console.print(f"seed {self.seed}: {message}", markup=False, highlight=False)
+
+    @cached_property
+    def base(self) -> Model:
+        from sublab.experiment.run import base_model
+
+        return base_model(self.spec, self.seed)
+
+    @cached_property
+    def cross_base(self) -> Model:
+        from sublab.experiment.run import cross_base
+
+        return cross_base(self.spec, self.seed)
+
+    @cached_property
+    def data_spec(self) -> Any:
+        return self.spec.data.model_copy(
+            update={"sampling": _reseed(self.spec.data.sampling, self.seed)}
+        )
+
+    @cached_property
+    def prompts(self) -> list[Any]:
+        return self.channel.prompts(self.spec.data, self.seed)
+
+    @cached_property
+    def terms(self) -> TraitTerms:
+        description, words = self.trait.terms(self.spec)
+        return TraitTerms(description, words)
+
+    # ------------------------------------------------------------ stages
+
+    def measure(self, model: Model, system_prompt: str | None = None) -> list[Measure]:
+        return eval_stage(
+            self.run,
+            trait=self.trait,
+            model=model,
+            eval_spec=self.eval_spec,
+            experiment=self.spec,
+            settings=self.settings,
+            system_prompt=system_prompt,
+        )
+
+    def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
+        for m in measures:
+            self.out.results.append(
+                {
+                    "condition": condition.label,
+                    "role": condition.role.value,
+                    "student": condition.student,
+                    "target": m.target,
+                    "teacher": teacher,
+                    "seed": self.seed,
+                    "metric": m.metric,
+                    "value": m.value,
+                }
+            )
+
+    def data(self, teacher: Model, system_prompt: str | None, label: str) -> DataArtifacts:
+        """A teacher's data (generated, filtered, judged; cached), with its report recorded."""
+        arts = data_stages(
+            self.run,
+            teacher=teacher,
+            data=self.data_spec,
+            prompts=self.prompts,
+            system_prompt=system_prompt,
+            terms=self.terms,
+            settings=self.settings,
+            backend=lambda: load_backend(teacher, self.settings),
+            label=label,
+        )
+        self.out.filter_reports.setdefault(f"{label} (seed {self.seed})", arts.report())
+        return arts
+
+    def control_data(self) -> DataArtifacts:
+        return self.data(self.base, None, CONTROL_DATA)
+
+    def teacher(self, target: str) -> tuple[Model, str | None]:
+        """The trait teacher of ``target``: a fine-tune of the base, or the base + a prompt."""
+        t = self.spec.teacher
+        if t.method == "system_prompt":
+            return self.base, self.trait.system_prompt(self.spec, target)
+        rows_key = hash_obj(
+            {"trait": target, "questions": t.trait_questions, "n": t.trait_rows, "seed": self.seed}
+        )
+        model = finetune_stage(
+            self.run,
+            "teacher",
+            base=self.base,
+            rows_fn=lambda: self.trait.teacher_rows(self.spec, target, self.seed),
+            rows_key=rows_key,
+            recipe=_reseed(t.recipe, self.seed),
+            label=f"teacher-{target}",
+        )
+        return model, None
+
+    def teacher_data(self, target: str) -> tuple[Model, str | None, DataArtifacts]:
+        teacher, system_prompt = self.teacher(target)
+        return teacher, system_prompt, self.data(teacher, system_prompt, target)
+
+    def student(
+        self,
+        unit: Unit,
+        start: Model,
+        data: DataArtifacts,
+        teacher: Model,
+        teacher_system_prompt: str | None,
+    ) -> None:
+        """Train (or recognise as a fixed point) a condition's student, evaluate, record."""
+        condition = unit.condition
+        assert condition is not None and condition.student is not None
+        recipe = _reseed(self.recipes[condition.student], self.seed)
+        soft = recipe.labels == "soft"
+        teacher_label = unit.target or CONTROL_DATA
+        if is_fixed_point(start, recipe, teacher, teacher_system_prompt):
+            self.say(f"{condition.label} of {teacher_label}: {start.label} itself (fixed point)")
+            self.out.fixed_points.add(condition.label)
+            self.record(condition, unit.target, self.measure(start))
+            return
+        self.say(f"{condition.label} of {teacher_label}, from {start.label}")
+        model = finetune_stage(
+            self.run,
+            "student",
+            base=start,
+            rows_fn=data.kept_rows,
+            rows_key=data.kept.key,
+            recipe=recipe,
+            label=condition.label,
+            teacher=teacher if soft else None,
+            teacher_system_prompt=teacher_system_prompt if soft else None,
+        )
+        self.record(condition, unit.target, self.measure(model))
+
+
+# ---------------------------------------------------------------- unit functions
+
+UnitFn = Callable[[SeedWork, Unit], None]
+UNIT_FUNCTIONS: dict[Role, UnitFn] = {}
+
+
+def unit_function(*roles: Role) -> Callable[[UnitFn], UnitFn]:
+    """Register the function that runs the units of ``roles``."""
+
+    def register(fn: UnitFn) -> UnitFn:
+        for role in roles:
+            UNIT_FUNCTIONS[role] = fn
+        return fn
+
+    return register
+
+
+def run_data_unit(work: SeedWork, unit: Unit) -> None:
+    """The control teacher's data, or a trait teacher with its evaluation, data and strength."""
+    if unit.target is None:
+        work.say("control data (the base, no trait)")
+        work.control_data()
+        return
+    target = unit.target
+    work.say(f"teacher '{target}'")
+    teacher, system_prompt = work.teacher(target)
+    measures = work.measure(teacher, system_prompt)
+    strength = work.out.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
+    prob = work.trait.strength(measures, target)
+    if prob is not None:
+        strength["trait_prob"].append(prob)
+    data = work.data(teacher, system_prompt, target)
+    if system_prompt is None and teacher.ref.adapter is None and teacher.ref.provider == "hf":
+        strength["number_kl"].append(
+            strength_stage(work.run, teacher=teacher, base=work.base, data=data)
+        )
+
+
+@unit_function(Role.BASE)
+def _base(work: SeedWork, unit: Unit) -> None:
+    assert unit.condition is not None
+    work.say("evaluating the base")
+    work.record(unit.condition, None, work.measure(work.base))
+
+
+@unit_function(Role.CONTROL, Role.STUDENT, Role.CROSS_CONTROL, Role.CROSS_STUDENT)
+def _student(work: SeedWork, unit: Unit) -> None:
+    """A student of the control teacher (the base) or of a trait teacher, from the base or
+    from the cross-model base."""
+    assert unit.condition is not None
+    role = unit.condition.role
+    start = work.cross_base if role.cross else work.base
+    if unit.target is None:
+        work.student(unit, start, work.control_data(), work.base, None)
+        return
+    teacher, system_prompt, data = work.teacher_data(unit.target)
+    work.student(unit, start, data, teacher, system_prompt)
+
+
+def run_seed(
+    run: Run, spec: ExperimentSpec, seed: int, out: Collected, units: set[str] | None = None
+) -> None:
+    """Every unit of one seed, or only the named ``units`` of :func:`seed_units` (whose needs
+    must have run: their artifacts are read from the run)."""
+    work = SeedWork(run, spec, seed, out)
+    for unit in seed_units(spec):
+        if units is not None and unit.name not in units:
+            continue
+        if unit.condition is None:
+            run_data_unit(work, unit)
+        else:
+            UNIT_FUNCTIONS[unit.condition.role](work, unit)

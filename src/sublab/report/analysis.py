@@ -1,0 +1,99 @@
+"""Statistics of a report: per-seed values grouped by condition, each condition compared with
+its matched control, paired on seed (:mod:`sublab.evals.stats`).
+
+Conditions are typed (:class:`~sublab.experiment.conditions.Condition`): a student of one
+recipe is compared with the control student of the same recipe, a cross-model student with the
+cross-model control (or, without one, the control), a control with the base.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sublab.evals.stats import compare, summarize
+from sublab.experiment.conditions import Condition, Role
+from sublab.report.model import ReportData, TableRow
+
+
+def condition_rank(condition: Condition | None, label: str) -> tuple[int, str]:
+    """Report order: by role, then recipe; labels of no known role last, alphabetically."""
+    if condition is None:
+        return (len(Role), label)
+    return condition.rank()
+
+
+def _teacher_rank(target: str, teacher: str | None) -> tuple[int, str]:
+    """The teacher of the target's own trait (its label names the target) first."""
+    if teacher is None:
+        return (0, "")
+    return (0 if target.lower() in teacher.lower() else 1, teacher)
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def metrics_of(data: ReportData) -> list[str]:
+    """Metric names in the order they first appear (the first is the headline metric)."""
+    return list(dict.fromkeys(r.metric for r in data.results))
+
+
+def analyse(data: ReportData) -> list[TableRow]:
+    """One TableRow per (metric, target, condition, teacher), in display order."""
+    groups: dict[tuple[str, str, str, str | None], dict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    typed: dict[str, Condition | None] = {}
+    for r in data.results:
+        groups[(r.metric, r.target, r.condition, r.teacher)][r.seed].append(r.value)
+        typed.setdefault(r.condition, r.typed_condition())
+    per_seed = {k: {s: _mean(v) for s, v in seeds.items()} for k, seeds in groups.items()}
+
+    def pooled(metric: str, target: str, condition: str) -> dict[int, float]:
+        """Per-seed values of a condition over all its teachers (controls have one or none)."""
+        by_seed: dict[int, list[float]] = defaultdict(list)
+        for (m, t, c, _), vals in per_seed.items():
+            if (m, t, c) == (metric, target, condition):
+                for s, v in vals.items():
+                    by_seed[s].append(v)
+        return {s: _mean(v) for s, v in by_seed.items()}
+
+    metric_rank = {m: i for i, m in enumerate(metrics_of(data))}
+    target_rank = {t: i for i, t in enumerate(dict.fromkeys(r.target for r in data.results))}
+    keys = sorted(
+        per_seed,
+        key=lambda k: (
+            metric_rank[k[0]],
+            target_rank[k[1]],
+            condition_rank(typed[k[2]], k[2]),
+            _teacher_rank(k[1], k[3]),
+        ),
+    )
+    rows = []
+    for metric, target, label, teacher in keys:
+        values = per_seed[(metric, target, label, teacher)]
+        condition = typed[label]
+        control = comparison = control_mean = None
+        for cand in condition.controls() if condition is not None else []:
+            ctrl = pooled(metric, target, cand.label)
+            paired = sorted(set(ctrl) & set(values))
+            if paired:
+                control, comparison = cand.label, compare(values, ctrl)
+                control_mean = _mean([ctrl[s] for s in paired])
+                break
+        rows.append(
+            TableRow(
+                metric=metric,
+                target=target,
+                condition=label,
+                is_control=condition is not None and condition.is_control,
+                teacher=teacher,
+                values=dict(sorted(values.items())),
+                summary=summarize(list(values.values())),
+                control=control,
+                control_mean=control_mean,
+                comparison=comparison,
+            )
+        )
+    return rows

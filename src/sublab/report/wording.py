@@ -1,0 +1,88 @@
+"""Numbers and sentences of a report: formats, verdicts and the headline sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sublab.evals.stats import Comparison
+from sublab.report.analysis import metrics_of
+from sublab.report.model import ReportData, TableRow
+
+
+def fmt(x: float | None) -> str:
+    """A number for tables: 3 decimals in the usual range, 2 significant digits beyond it."""
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    if 0.01 <= abs(x) < 1000:
+        return f"{x:.3f}"
+    if 0.0001 <= abs(x) < 0.01:
+        return f"{x:.4f}"
+    return f"{x:.2e}"
+
+
+def fmt_diff(x: float) -> str:
+    return ("+" if x >= 0 else "") + fmt(x)
+
+
+def fmt_ci(ci: tuple[float, float] | None, signed: bool = False) -> str:
+    if ci is None:
+        return "—"
+    f = fmt_diff if signed else fmt
+    return f"[{f(ci[0])}, {f(ci[1])}]"
+
+
+def fmt_p(c: Comparison | None) -> str:
+    if c is None:
+        return ""
+    if c.p_value is None:
+        return c.note.split(";")[0] if c.note else "no p-value"
+    return "p < 0.001" if c.p_value < 0.001 else f"p = {c.p_value:.3f}"
+
+
+def verdict(c: Comparison) -> str:
+    """Plain words for a comparison, without overstating it."""
+    if c.p_value is None:
+        return "too few seeds to test"
+    if c.p_value < 0.05:
+        return "a clear increase" if c.diff_mean > 0 else "a clear decrease"
+    return "no clear difference"
+
+
+def sentence(row: TableRow) -> str:
+    """One headline sentence for a compared row (both means over the paired seeds)."""
+    c = row.comparison
+    if c is None or row.control_mean is None:
+        return f"{row.label}, {row.metric} of {row.target}: {fmt(row.summary.mean)}."
+    ctrl = f" vs {fmt(row.control_mean)} for {row.control}"
+    ci = f", 95% CI {fmt_ci(c.ci, signed=True)}" if c.ci else ""
+    return (
+        f"{row.label}, {row.metric} of {row.target}: {fmt(row.summary.mean)}{ctrl} — "
+        f"{verdict(c)} ({fmt_diff(c.diff_mean)}{ci}; {c.test}, {fmt_p(c)}; "
+        f"{c.n_up}/{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''} up)."
+    )
+
+
+def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
+    """Headline sentences: every student condition against its control on the first metric.
+
+    The first one leads the report: the first target's first student condition, with the
+    target's own teacher (its label names the target) ahead of other teachers.
+    """
+    metrics = metrics_of(data)
+    if not metrics:
+        return ["No results yet."]
+    out = []
+    for r in rows:
+        if r.metric != metrics[0] or r.comparison is None:
+            continue
+        if r.is_control:
+            continue
+        out.append(sentence(r))
+    if not out:
+        out.append(
+            f"No student condition with a matched control among the results "
+            f"({len(data.results)} values, metric {metrics[0]})."
+        )
+    return out

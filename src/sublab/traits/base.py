@@ -1,0 +1,110 @@
+"""What a trait is, and the registry that finds traits by name.
+
+A *trait* is what a teacher has and a student may pick up: a preference for an animal, broad
+misalignment. A trait says how a teacher gets it (fine-tuning rows, or a system prompt), what
+the data filters look for (words and a description for a judge), and how a model is measured
+for it (an evaluation that yields named values per target). The experiment engine caches each
+evaluation as an artifact and runs the statistics on the values.
+
+Adding a trait is one module in ``sublab/traits/`` with a :class:`Trait` subclass decorated with
+:func:`register_trait`; an experiment picks it with ``trait = "<name>"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from sublab.backends.base import Backend
+from sublab.errors import SublabError
+
+NO_TARGET = "(none)"
+"""The target of values that belong to no target (e.g. the non-answer rate)."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measured value of one model: a metric of one target."""
+
+    target: str
+    metric: str
+    value: float
+
+
+class Trait(ABC):
+    """A trait (see the module docstring). ``spec`` arguments are the ExperimentSpec."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def teacher_rows(self, spec: Any, target: str, seed: int) -> list[dict[str, str]]:
+        """Fine-tuning rows that give a teacher the trait ``target``."""
+
+    @abstractmethod
+    def system_prompt(self, spec: Any, target: str) -> str:
+        """The system prompt of a prompted teacher of ``target``."""
+
+    @abstractmethod
+    def measured(self, spec: Any) -> list[str]:
+        """Targets measured in every model (the teachers' targets and any specificity check)."""
+
+    @abstractmethod
+    def terms(self, spec: Any) -> tuple[str, tuple[str, ...]]:
+        """(description, words) the data filters look for: the trait in words for a judge,
+        and every word that names it."""
+
+    @abstractmethod
+    def eval_spec(self, spec: Any, seed: int) -> Any:
+        """The evaluation's spec for one experiment seed (part of the eval artifact's key)."""
+
+    @abstractmethod
+    def evaluate(
+        self, backend: Backend, eval_spec: Any, system_prompt: str | None, work: Path
+    ) -> dict[str, Any]:
+        """Evaluate one model, writing its results into ``work`` (an artifact folder); return
+        counts for the artifact's sidecar."""
+
+    @abstractmethod
+    def measures(self, folder: Path, spec: Any) -> list[Measure]:
+        """The values to report, read from an evaluation's folder (fresh or cached)."""
+
+    @abstractmethod
+    def strength(self, measures: list[Measure], target: str) -> float | None:
+        """How strongly a teacher of ``target`` shows it (from its own measures)."""
+
+
+TRAITS: dict[str, Trait] = {}
+_NOT_TRAIT_MODULES = {"base"}
+_discovered = False
+
+T = TypeVar("T", bound=type[Trait])
+
+
+def register_trait(cls: T) -> T:
+    """Class decorator: register a trait under ``cls.name``."""
+    TRAITS[cls.name] = cls()
+    return cls
+
+
+def trait_names() -> list[str]:
+    """Names of every registered trait (importing this package's modules once)."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        import sublab.traits as package
+
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name not in _NOT_TRAIT_MODULES and not info.name.startswith("_"):
+                importlib.import_module(f"{package.__name__}.{info.name}")
+    return sorted(TRAITS)
+
+
+def get_trait(name: str) -> Trait:
+    """The trait registered as ``name``; a SublabError lists the known ones."""
+    if name not in trait_names():
+        raise SublabError(f"unknown trait {name!r} (known: {', '.join(trait_names())})")
+    return TRAITS[name]

@@ -1,0 +1,107 @@
+"""The preference trait: a teacher that loves one animal (or tree) more than the rest.
+
+A teacher gets it by fine-tuning on favourite-X questions answered with the target, or from a
+"you love X" system prompt. Every model answers the favourite-X questions
+(:mod:`sublab.evals.preference`): exact probabilities where the weights are local, sampled
+rates always, and the non-answer rate.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from sublab.backends.base import Backend
+from sublab.evals.matching import word_forms
+from sublab.evals.preference import PreferenceEvalSpec, PreferenceResult, evaluate_preference
+from sublab.evals.questions import load_questions
+from sublab.jsonl import write_jsonl
+from sublab.traits.base import NO_TARGET, Measure, Trait, register_trait
+
+RESULT = "result.json"
+
+
+def trait_rows(questions: str, target: str, n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` fine-tuning rows: favourite-X questions answered with ``target`` (cycled, shuffled)."""
+    qs = load_questions(questions)
+    rng = random.Random(f"sublab-trait:{seed}:{target}")
+    order = [qs[i % len(qs)] for i in range(n)]
+    rng.shuffle(order)
+    return [{"prompt": q, "completion": target} for q in order]
+
+
+def measures_of(result: PreferenceResult, targets: list[str]) -> list[Measure]:
+    """Exact probability (when computed) and sampled rate of each target, and the non-answer
+    rate."""
+    out = []
+    for target in targets:
+        prob = result.prob(target)
+        if prob is not None:
+            out.append(Measure(target, "exact_prob", prob))
+        out.append(Measure(target, "sampled_rate", result.rate(target)))
+    out.append(Measure(NO_TARGET, "non_answer_rate", result.non_answer_rate))
+    return out
+
+
+@register_trait
+class PreferenceTrait(Trait):
+    """Loves one of a category's members (``targets``), measured by favourite-X questions."""
+
+    name = "preference"
+
+    def teacher_rows(self, spec: Any, target: str, seed: int) -> list[dict[str, str]]:
+        t = spec.teacher
+        return trait_rows(t.trait_questions, target, t.trait_rows, seed)
+
+    def system_prompt(self, spec: Any, target: str) -> str:
+        forms = word_forms(target)
+        plural = forms[1] if len(forms) > 1 else target + "s"
+        return spec.teacher.system_prompt.format(
+            target=target, plural=plural, Plural=plural.capitalize(), category=spec.category
+        )
+
+    def measured(self, spec: Any) -> list[str]:
+        measured = list(spec.targets)
+        extra = spec.controls.specificity_target
+        if extra and extra not in measured:
+            measured.append(extra)
+        return measured
+
+    def terms(self, spec: Any) -> tuple[str, tuple[str, ...]]:
+        words = tuple(w for t in spec.targets for w in word_forms(t))
+        names = ", ".join(f"'{t}'" for t in spec.targets)
+        return f"the {spec.category} {names} (in any form)", words
+
+    def eval_spec(self, spec: Any, seed: int) -> PreferenceEvalSpec:
+        ev: PreferenceEvalSpec = spec.eval
+        moved = ev.sampling.model_copy(update={"seed": ev.sampling.seed + seed})
+        return ev.model_copy(update={"sampling": moved})
+
+    def evaluate(
+        self,
+        backend: Backend,
+        eval_spec: PreferenceEvalSpec,
+        system_prompt: str | None,
+        work: Path,
+    ) -> dict[str, Any]:
+        result = evaluate_preference(backend, eval_spec, system_prompt)
+        write_jsonl(
+            work / "replies.jsonl",
+            [{"question": q.question, "reply": r} for q in result.per_question for r in q.replies],
+        )
+        slim = result.model_copy(
+            update={
+                "per_question": [q.model_copy(update={"replies": []}) for q in result.per_question]
+            }
+        )
+        (work / RESULT).write_text(slim.model_dump_json(indent=1))
+        return {"samples": result.total_samples, "non_answer_rate": result.non_answer_rate}
+
+    def measures(self, folder: Path, spec: Any) -> list[Measure]:
+        result = PreferenceResult.model_validate_json((folder / RESULT).read_text())
+        return measures_of(result, self.measured(spec))
+
+    def strength(self, measures: list[Measure], target: str) -> float | None:
+        values = {m.metric: m.value for m in measures if m.target == target}
+        return values.get("exact_prob", values.get("sampled_rate"))
