@@ -107,6 +107,9 @@ def filter_(
     max_count: Annotated[int | None, typer.Option(help="Most numbers kept [10].")] = None,
     max_value: Annotated[int | None, typer.Option(help="Largest number kept [999].")] = None,
     examples: Annotated[int, typer.Option(help="Example completions per reason.")] = 5,
+    mode: Annotated[
+        str | None, typer.Option(help="sublab (default) or paper: the paper's parser exactly.")
+    ] = None,
 ) -> None:
     """Keep number completions that pass the paper's rule; write kept rows and a report."""
     from sublab.config import read_toml, validate
@@ -122,7 +125,12 @@ def filter_(
     with user_errors():
         data = read_toml(config) if config is not None else {}
         data.pop("kind", None)
-        flags = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
+        flags = {
+            "min_count": min_count,
+            "max_count": max_count,
+            "max_value": max_value,
+            "mode": mode,
+        }
         data.update({k: v for k, v in flags.items() if v is not None})
         if banned:
             data["banned_lists"] = [*data.get("banned_lists", []), *banned]
