@@ -1,4 +1,5 @@
-"""The numbers pipeline end to end on the tiny model: stages, caching, errors, CLI."""
+"""The data pipeline (numbers channel) end to end on the tiny model: stages, caching, errors,
+CLI."""
 
 from __future__ import annotations
 
@@ -12,28 +13,31 @@ from sublab.cli import app
 from sublab.config import load_config
 from sublab.errors import ConfigError, SublabError
 from sublab.jsonl import read_jsonl
-from sublab.pipeline import NumbersPipelineSpec, run_config, run_numbers, stage_artifact
+from sublab.pipeline import DataPipelineSpec, run_config, run_data, stage_artifact
 
 CONFIG = """
-kind = "numbers"
+kind = "data"
 name = "{name}"
 runs_dir = "{runs}"
-chunk_size = 8
 
 [teacher]
 label = "owl"
 system_prompt = "You love owls."
 model = {{ path = "{model}" }}
 
-[prompts]
+[data]
+channel = "numbers"
+chunk_size = 8
+
+[data.prompts]
 count = 20
 seed = 3
 
-[sampling]
+[data.sampling]
 max_new_tokens = 10
 seed = {seed}
 
-[filter]
+[data.filter]
 max_count = {max_count}
 
 [backend]
@@ -61,11 +65,11 @@ def first_run(tiny_model, tmp_path_factory):
     return cfg, run_config(cfg)
 
 
-def test_run_writes_both_stages(first_run):
+def test_run_writes_both_stages(first_run, tiny_model):
     cfg, run = first_run
     m = run.manifest()
     assert m["status"] == "done"
-    assert m["kind"] == "numbers"
+    assert m["kind"] == "data"
     assert (run.path / "config.toml").read_text() == cfg.read_text()
     gen = stage_artifact(run, "generate")
     filt = stage_artifact(run, "filter")
@@ -73,10 +77,16 @@ def test_run_writes_both_stages(first_run):
     assert [r["id"] for r in rows] == list(range(20))
     assert {r["label"] for r in rows} == {"owl"}
     assert {r["system_prompt"] for r in rows} == {"You love owls."}
+    assert {r["channel"] for r in rows} == {"numbers"}
     assert gen.sidecar["counts"] == {"rows": 20}
     assert gen.sidecar["seeds"] == {"sampling": 0, "prompts": 3}
-    weights = gen.sidecar["spec"]["weights_sha256"]["model"]
-    assert list(weights) == ["model.safetensors"] and len(weights["model.safetensors"]) == 64
+    assert gen.sidecar["spec"]["channel"] == "numbers"
+    # the teacher's key (the one input) covers its weights: another model, another key
+    from sublab.backends.base import ModelRef
+    from sublab.pipeline import teacher_model
+
+    ref = ModelRef(path=str(tiny_model))
+    assert gen.sidecar["inputs"] == [teacher_model(ref, "owl").key]
     report = json.loads(filt.file("filter_report.json").read_text())
     kept = sum(1 for _ in read_jsonl(filt.file("kept.jsonl"))) if report["kept"] else 0
     rejected = sum(1 for _ in read_jsonl(filt.file("rejected.jsonl"))) if report["rejected"] else 0
@@ -107,13 +117,15 @@ def test_changed_filter_reruns_only_the_filter(first_run, tiny_model):
     gen = stage_artifact(run, "generate")
     before = gen.file("sidecar.json").stat().st_mtime_ns
     spec = load_config(cfg)
-    assert isinstance(spec, NumbersPipelineSpec)
-    changed = spec.model_copy(update={"filter": spec.filter.model_copy(update={"max_count": 2})})
-    run2 = run_numbers(changed)
+    assert isinstance(spec, DataPipelineSpec)
+    data = spec.data.model_copy(
+        update={"filter": spec.data.filter.model_copy(update={"max_count": 2})}
+    )
+    run2 = run_data(spec.model_copy(update={"data": data}))
     assert stage_artifact(run2, "generate").path == gen.path
     assert gen.file("sidecar.json").stat().st_mtime_ns == before
     filt2 = stage_artifact(run2, "filter")
-    assert filt2.sidecar["spec"]["max_count"] == 2
+    assert filt2.sidecar["spec"]["settings"]["filter"]["max_count"] == 2
     assert len(stage_dirs(run.path, "filter")) == 2
     assert len(stage_dirs(run.path, "generate")) == 1
 
@@ -121,10 +133,11 @@ def test_changed_filter_reruns_only_the_filter(first_run, tiny_model):
 def test_changed_sampling_reruns_generation(first_run, tiny_model, tmp_path):
     cfg, run = first_run
     spec = load_config(cfg)
-    other = spec.model_copy(
-        update={"sampling": spec.sampling.model_copy(update={"seed": 1}), "runs_dir": str(tmp_path)}
+    data = spec.data.model_copy(
+        update={"sampling": spec.data.sampling.model_copy(update={"seed": 1})}
     )
-    run2 = run_numbers(other)
+    other = spec.model_copy(update={"data": data, "runs_dir": str(tmp_path)})
+    run2 = run_data(other)
     a = stage_artifact(run, "generate")
     b = stage_artifact(run2, "generate")
     assert a.key != b.key
@@ -144,10 +157,10 @@ def test_missing_model_fails_before_writing_anything(tmp_path):
 def test_bad_config_lists_every_problem(tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text(
-        'kind = "numbers"\nname = "a b"\n'
+        'kind = "data"\nname = "a b"\n'
         "[teacher]\nmodel = { path = 3 }\n"
-        '[sampling]\ntemperature = -1\nmax_new_tokens = "many"\n'
-        "[prompts]\ncount = 0\ncolour = 1\n"
+        '[data.sampling]\ntemperature = -1\nmax_new_tokens = "many"\n'
+        "[data.prompts]\ncount = 0\ncolour = 1\n"
     )
     with pytest.raises(ConfigError) as err:
         load_config(f)
@@ -156,10 +169,10 @@ def test_bad_config_lists_every_problem(tmp_path):
         "name:",
         "teacher.model.path:",
         "teacher.label: required",
-        "sampling.temperature: must be > 0",
-        "sampling.max_new_tokens:",
-        "prompts.count: must be >= 1",
-        "prompts.colour: unknown key",
+        "data.sampling.temperature: must be > 0",
+        "data.sampling.max_new_tokens:",
+        "data.prompts.count: must be >= 1",
+        "data.prompts.colour: unknown key",
     ):
         assert where in problems, problems
     assert len(err.value.problems) == 7
@@ -175,7 +188,7 @@ def test_cli_run_prints_the_report(first_run):
 
 def test_cli_run_bad_config_exits_2(tmp_path):
     f = tmp_path / "bad.toml"
-    f.write_text('kind = "numbers"\nname = "x"\n')
+    f.write_text('kind = "data"\nname = "x"\n')
     result = CliRunner().invoke(app, ["run", str(f)])
     assert result.exit_code == 2
     assert "teacher: required field is missing" in " ".join(result.output.split())
@@ -219,18 +232,16 @@ def test_failed_filter_keeps_generation_and_marks_run_failed(first_run, tmp_path
     cfg, run = first_run
     spec = load_config(cfg)
     missing = str(tmp_path / "no-such-list.txt")
-    bad = spec.model_copy(
-        update={
-            "name": "broken",
-            "filter": spec.filter.model_copy(update={"banned_lists": [missing]}),
-        }
+    data = spec.data.model_copy(
+        update={"filter": spec.data.filter.model_copy(update={"banned_lists": [missing]})}
     )
+    bad = spec.model_copy(update={"name": "broken", "data": data})
     with pytest.raises(SublabError, match="no-such-list"):
-        run_numbers(bad)
+        run_data(bad)
     broken = run.path.parent / "broken"
     assert json.loads((broken / "manifest.json").read_text())["status"] == "failed"
     assert len(stage_dirs(broken, "generate")) == 1  # the finished stage stays
     assert not [p for p in stage_dirs(broken, "filter") if not p.name.endswith(".partial")]
-    fixed = run_numbers(bad.model_copy(update={"filter": spec.filter}))
+    fixed = run_data(bad.model_copy(update={"data": spec.data}))
     assert fixed.manifest()["status"] == "done"
     assert len(stage_dirs(broken, "generate")) == 1

@@ -22,7 +22,7 @@ def rows(metric="exact_prob", seeds=6):
         out += [
             ResultRow(condition="base", target="owl", seed=s, metric=metric, value=CONTROL[s]),
             ResultRow(
-                condition="control",
+                condition="control-hard",
                 target="owl",
                 teacher="base",
                 seed=s,
@@ -38,7 +38,7 @@ def rows(metric="exact_prob", seeds=6):
                 value=HARD[s],
             ),
             ResultRow(
-                condition="cross-student",
+                condition="cross-student-hard",
                 target="owl",
                 teacher="owl-ft",
                 seed=s,
@@ -75,15 +75,15 @@ def data(results, **kw):
 def test_analysis_pairs_students_with_their_controls():
     table = {r.condition: r for r in analyse(data(rows()))}
     hard = table["student-hard"]
-    assert hard.control == "control"
+    assert hard.control == "control-hard"
     diffs = [h - c for h, c in zip(HARD, CONTROL, strict=True)]
     assert hard.comparison.diff_mean == pytest.approx(sum(diffs) / 6)
     assert hard.comparison.up_text == "6/6 up"
     assert hard.comparison.p_value < 0.001
     assert hard.control_mean == pytest.approx(sum(CONTROL) / 6)
     # no cross-control rows: the cross-student falls back to the control students
-    assert table["cross-student"].control == "control"
-    assert table["control"].control == "base"
+    assert table["cross-student-hard"].control == "control-hard"
+    assert table["control-hard"].control == "base"
     assert table["base"].comparison is None
     assert table["base"].summary.n == 6
 
@@ -102,7 +102,7 @@ def test_render_writes_every_file(tmp_path):
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     # report.json round-trips
     assert ReportData.model_validate_json(out["json"].read_text()) == d
-    assert json.loads(out["json"].read_text())["version"] == 1
+    assert json.loads(out["json"].read_text())["version"] == 2
 
 
 def test_html_is_self_contained_with_figures_and_tables(tmp_path):
@@ -142,7 +142,7 @@ def test_markdown_has_tables_and_links_figures(tmp_path):
     assert "![exact_prob](fig_exact_prob.png)" in md
     assert "| target | condition | n | mean | 95% CI |" in md
     line = next(x for x in md.splitlines() if x.startswith("| owl | student-hard (owl-ft) |"))
-    assert "| 6 |" in line and "| control |" in line and "6/6 up" in line
+    assert "| 6 |" in line and "| control-hard |" in line and "6/6 up" in line
     assert "| owl-ft | 3000 | 2088 | 69.6% |" in md
     assert "```toml" in md
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sublab.cli import app
-from sublab.jsonl import read_jsonl
 from sublab.filtering import read_filter_input
+from sublab.jsonl import read_jsonl
 from sublab.numbers.prompts import NumberPromptSpec, make_prompts
 from sublab.serve import load_service, serve_in_thread
 
@@ -96,20 +96,18 @@ def test_numbers_pipeline_with_an_api_teacher(base_url, tmp_path):
     cfg = tmp_path / "numbers-api.toml"
     cfg.write_text(
         f"""
-kind = "numbers"
+kind = "data"
 name = "api-numbers"
 runs_dir = "{tmp_path / "runs"}"
-chunk_size = 8
 
 [teacher]
 label = "control"
 model = {{ path = "tiny", provider = "openai", api_base = "{base_url}" }}
 
-[prompts]
-count = 24
-
-[sampling]
-max_new_tokens = 8
+[data]
+chunk_size = 8
+prompts = {{ count = 24 }}
+sampling = {{ max_new_tokens = 8 }}
 
 [api]
 max_concurrency = 4
@@ -134,7 +132,7 @@ max_retries = 1
 def test_check_reports_a_bad_api_base(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(
-        'kind = "numbers"\nname = "x"\n[teacher]\nlabel = "c"\n'
+        'kind = "data"\nname = "x"\n[teacher]\nlabel = "c"\n'
         'model = { path = "m", provider = "openai", api_base = "localhost:8000" }\n'
         '[api]\napi_key_env = "sk-123"\n'
     )

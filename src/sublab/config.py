@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from sublab.errors import ConfigError
+from sublab.textfile import utf8_problem
 
 
 class Spec(BaseModel):
@@ -146,13 +147,17 @@ def validate(data: dict[str, Any], model: type[M], source: str | Path) -> M:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; syntax errors name the file, line and column."""
+    """Parse a TOML file; syntax errors and bytes that are not UTF-8 name the file and line."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(p, ["file not found; pass the path of a .toml config"])
     try:
-        with p.open("rb") as f:
-            return tomllib.load(f)
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line, message = utf8_problem(err)
+        raise ConfigError(p, [f"line {line}: {message}"]) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(p, [f"TOML syntax error: {err}"]) from None
 

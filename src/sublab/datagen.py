@@ -137,14 +137,15 @@ def data_stages(
     channel = get_channel(data.channel)
 
     def generate(work: Path) -> dict[str, Any]:
+        model = backend()
         out = generate_rows(
-            backend(),
+            model,
             [p.text for p in prompts],
             system_prompt=system_prompt,
             sampling=data.sampling,
             work_dir=work,
             chunk_size=data.chunk_size,
-            provenance={"teacher": teacher.label, "label": label, "channel": data.channel},
+            provenance={"teacher": model.name, "label": label, "channel": data.channel},
             metas=[p.meta for p in prompts] if any(p.meta for p in prompts) else None,
         )
         (work / "plan.json").unlink(missing_ok=True)

@@ -9,15 +9,20 @@ from typing import Any
 
 from sublab.errors import DataError
 from sublab.store import atomic_output
+from sublab.textfile import decode_utf8
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)``; a malformed line raises DataError naming it."""
+    """Yield ``(line_number, record)``; a malformed line raises DataError naming it.
+
+    Lines are decoded one by one, so bytes that are not UTF-8 are reported with their line.
+    A UTF-8 byte-order mark at the start of the file is ignored."""
     p = Path(path)
     if not p.is_file():
         raise DataError(p, None, "file not found")
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    with p.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            line = decode_utf8(raw, p, first_line=n)
             if not line.strip():
                 continue
             try:

@@ -6,8 +6,16 @@ A standard-library ``ThreadingHTTPServer`` in front of :class:`~sublab.backends.
   ``max_tokens`` (or ``max_completion_tokens``), ``seed``, ``logprobs``/``top_logprobs``;
   the reply has OpenAI's shape (``choices[].message.content``, ``finish_reason`` ``stop`` or
   ``length``, ``logprobs.content[]``, ``usage``). Errors come back as OpenAI-style
-  ``{"error": {"message", "type", "param", "code"}}`` with 400/401/404.
+  ``{"error": {"message", "type", "param", "code"}}`` with 400/401/404/411/413.
 - ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``.
+
+A POST body is read only after its ``Content-Length`` is checked: a body over
+``max_body_bytes`` (default 1 MiB; ``sublab serve --max-body-bytes``) is refused with 413
+without reading it, a POST without ``Content-Length`` (e.g. chunked) with 411, and a length
+that is not a non-negative integer with 400. A client that stops sending mid-body is dropped
+after :data:`READ_TIMEOUT_S` seconds. A refused body is never stored: the reply is sent, then
+whatever the client still sends is discarded (for up to :data:`DRAIN_S` seconds) so that it
+can read the reply, and the connection is closed.
 
 One request runs at a time (a lock around the model); the ``n`` replies of one request are
 sampled in one batch. Requests are not batched together, so a request's ``seed`` alone decides
@@ -26,6 +34,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -43,6 +52,12 @@ if TYPE_CHECKING:
     from sublab.backends.hf import HFBackend
 
 MAX_N = 128
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+"""Largest request body read by default (1 MiB: about 250k tokens of messages)."""
+READ_TIMEOUT_S = 30.0
+"""A connection that sends nothing for this long is closed (a stalled body, an idle client)."""
+DRAIN_S = 2.0
+"""After refusing a body unread, discard what the client still sends for at most this long."""
 MAX_TOKENS_LIMIT = 8192
 DEFAULT_MAX_TOKENS = 128
 GREEDY_TEMPERATURE = 1e-5
@@ -319,24 +334,79 @@ class ChatService:
         }
 
 
+def body_length(values: list[str], limit: int) -> int:
+    """The body length from a request's ``Content-Length`` header(s), checked against ``limit``
+    bytes; RequestError 411 (no header), 400 (not a non-negative integer, or two different
+    values) or 413 (over the limit)."""
+    if not values:
+        raise RequestError(
+            411,
+            "a POST needs a Content-Length header (chunked bodies are not supported); "
+            "send the JSON body with its length",
+            code="length_required",
+        )
+    distinct = {v.strip() for v in values}
+    if len(distinct) > 1:
+        raise RequestError(400, f"conflicting Content-Length headers {sorted(distinct)}")
+    text = distinct.pop()
+    if not (text.isascii() and text.isdigit()):
+        raise RequestError(
+            400, f"Content-Length must be a non-negative integer (got {text[:40]!r})"
+        )
+    length = int(text)
+    if length > limit:
+        raise RequestError(
+            413,
+            f"request body too large: {length} bytes, this server reads at most {limit} "
+            "(sublab serve --max-body-bytes raises the limit)",
+            code="request_too_large",
+        )
+    return length
+
+
+def discard_input(sock: socket.socket, seconds: float) -> int:
+    """Stop sending on ``sock``, then read and drop what the peer sends, until it closes or
+    ``seconds`` pass; the number of bytes dropped. Closing a socket with unread input makes
+    the kernel reset the connection, and the peer would lose the reply it was sent."""
+    dropped = 0
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):  # the peer may already be gone
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            dropped += len(chunk)
+    return dropped
+
+
 def make_handler(
-    service: ChatService, api_key: str | None = None, quiet: bool = False
+    service: ChatService,
+    api_key: str | None = None,
+    quiet: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``service`` (and a required key, if given)."""
+    """A request handler class bound to ``service`` (and a required key, if given); POST
+    bodies over ``max_body_bytes`` are refused unread."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "sublab-serve"
+        timeout = READ_TIMEOUT_S
 
         def log_message(self, format: str, *args: Any) -> None:
             if not quiet:
                 super().log_message(format, *args)
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
             data = json.dumps(payload).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if close:  # the body was not read: the rest of the stream cannot be trusted
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
 
@@ -372,12 +442,20 @@ def make_handler(
 
         def do_POST(self) -> None:
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
+                length = body_length(self.headers.get_all("Content-Length") or [], max_body_bytes)
                 path = self._path()
                 if path != "/v1/chat/completions":
                     raise RequestError(404, f"no such endpoint: POST {path}")
                 self._check_key()
+            except RequestError as err:  # refused before reading the body
+                self._send(err.status, err.body(), close=True)
+                self.wfile.flush()
+                discard_input(self.connection, DRAIN_S)
+                return
+            try:
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    raise RequestError(400, f"body ended after {len(raw)} of {length} bytes")
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -401,10 +479,15 @@ def make_server(
     port: int = 8000,
     api_key: str | None = None,
     quiet: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> ThreadingHTTPServer:
-    """A server bound to ``host:port`` (port 0: any free port; see ``server.server_port``)."""
+    """A server bound to ``host:port`` (port 0: any free port; see ``server.server_port``)
+    that refuses request bodies over ``max_body_bytes`` without reading them."""
+    if max_body_bytes < 1:
+        raise SublabError(f"--max-body-bytes must be >= 1 (got {max_body_bytes})")
+    handler = make_handler(service, api_key, quiet, max_body_bytes)
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(service, api_key, quiet))
+        server = ThreadingHTTPServer((host, port), handler)
     except OSError as err:
         raise SublabError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     server.daemon_threads = True
@@ -444,10 +527,16 @@ def serve_until_stopped(server: ThreadingHTTPServer) -> None:
 
 @contextlib.contextmanager
 def serve_in_thread(
-    service: ChatService, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None
+    service: ChatService,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Iterator[str]:
     """Serve in a background thread; yields the base URL (``http://host:port/v1``)."""
-    server = make_server(service, host=host, port=port, api_key=api_key, quiet=True)
+    server = make_server(
+        service, host=host, port=port, api_key=api_key, quiet=True, max_body_bytes=max_body_bytes
+    )
     with serving(server):
         yield f"http://{host}:{server.server_port}/v1"
 

@@ -43,6 +43,10 @@ class TableBackend:
     every call so tests can check batching and prompts.
     """
 
+    exact = True
+    show_progress = False
+    name = "table"
+
     def __init__(self) -> None:
         self.generate_calls: list[tuple[list[Chat], SamplingSpec]] = []
         self.score_calls: list[tuple[list[Chat], list[str]]] = []

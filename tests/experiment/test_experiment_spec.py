@@ -40,12 +40,32 @@ def test_inconsistent_experiments_are_rejected_with_the_reason(tmp_path, body, e
 
 
 def test_typos_deep_in_the_config_name_their_path(tmp_path):
-    body = "[bases.organism]\n[numbers.sampling]\ntemperature = 0\n[eval]\nsamples = 3\n"
+    body = (
+        "[bases.organism]\n[data.sampling]\ntemperature = 0\n[data.filter]\nmax_cont = 3\n"
+        "[eval]\nsamples = 3\n"
+    )
     with pytest.raises(ConfigError) as ei:
         load_config(write(tmp_path, body))
     problems = ei.value.problems
-    assert "numbers.sampling.temperature: must be > 0" in problems
+    assert "data.sampling.temperature: must be > 0" in problems
     assert any(p.startswith("eval.samples: unknown key") for p in problems)
+    # the [data] table's keys are the numbers channel's (its default): the hint lists them
+    hint = next(p for p in problems if p.startswith("data.filter.max_cont: unknown key"))
+    assert "max_count" in hint
+
+
+def test_the_data_table_is_validated_by_its_channel(tmp_path):
+    body = '[bases.organism]\n[data]\nchannel = "numbers"\nprompt = 3\n'
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, body))
+    (problem,) = ei.value.problems
+    assert problem.startswith("data.prompt: unknown key") and "prompts" in problem
+    with pytest.raises(ConfigError, match=r"data: unknown channel 'morse' \(known: .*numbers"):
+        load_config(write(tmp_path, '[bases.organism]\n[data]\nchannel = "morse"\n'))
+    with pytest.raises(ConfigError, match=r"trait: unknown trait 'nope' \(known: .*preference"):
+        load_config(write(tmp_path, 'trait = "nope"\n[bases.organism]\n'))
+    spec = load_config(write(tmp_path, "[bases.organism]\n"))
+    assert spec.data.channel == "numbers" and spec.data.prompts.count == 3000
 
 
 def test_a_prompted_teacher_with_soft_label_students_is_accepted(tmp_path):

@@ -132,6 +132,10 @@ def filter_(
         int | None, typer.Option(help="Numbers: largest number kept [999].")
     ] = None,
     examples: Annotated[int, typer.Option(help="Example completions per reason.")] = 5,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="Numbers: sublab (default) or paper (the paper's parser exactly)."),
+    ] = None,
 ) -> None:
     """Keep the rows that pass a channel's rule filter; write kept rows, rejects and a report."""
     from sublab.channels import get_channel
@@ -143,7 +147,12 @@ def filter_(
         chan = get_channel(channel)
         data: dict[str, Any] = read_toml(config) if config is not None else {}
         data.pop("kind", None)
-        flags = {"min_count": min_count, "max_count": max_count, "max_value": max_value}
+        flags = {
+            "min_count": min_count,
+            "max_count": max_count,
+            "max_value": max_value,
+            "mode": mode,
+        }
         numbers_only = {k: v for k, v in flags.items() if v is not None}
         if banned:
             numbers_only["banned_lists"] = [*data.get("banned_lists", []), *banned]

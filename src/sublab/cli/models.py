@@ -24,6 +24,7 @@ from sublab.cli.common import (
 from sublab.config import load_config
 from sublab.errors import SublabError
 from sublab.evals.preference import PreferenceEvalSpec
+from sublab.serve import DEFAULT_MAX_BODY_BYTES
 
 PREFERENCE = PreferenceEvalSpec()
 
@@ -138,6 +139,9 @@ def serve(
         typer.Option(help="Require 'Authorization: Bearer' with the key in this env variable."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="Do not log each request.")] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Larger request bodies are refused (413) unread.")
+    ] = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models).
 
@@ -150,7 +154,9 @@ def serve(
         service = load_service(
             model, adapter=adapter, name=name, device=device, batch_size=batch_size
         )
-        server = make_server(service, host=host, port=port, api_key=key, quiet=quiet)
+        server = make_server(
+            service, host=host, port=port, api_key=key, quiet=quiet, max_body_bytes=max_body_bytes
+        )
     base = f"http://{host}:{server.server_port}/v1"
     out.print(f"serving {service.model_name!r} at {base} (Ctrl-C stops)", highlight=False)
     out.print(

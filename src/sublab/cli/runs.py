@@ -37,7 +37,7 @@ def check(files: Annotated[list[Path], typer.Argument(help="TOML config files.")
             spec = load_config(f)
         except SublabError as err:
             failed += 1
-            out.print(f"[red]✗[/red] {err}")
+            out.print(f"[red]✗[/red] {err}", highlight=False, soft_wrap=True)
             continue
         out.print(f"[green]✓[/green] {f} (kind = {kind_of(spec)!r})")
     if failed:

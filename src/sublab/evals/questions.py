@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from sublab.errors import DataError
+from sublab.textfile import read_utf8
 
 _QUESTIONS = "questions"
 _CATEGORIES = "categories"
@@ -47,10 +48,7 @@ def _resolve(name_or_path: str | Path, folder: str) -> Path:
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, f"not UTF-8 text ({err.reason}); save it as UTF-8") from None
+    raw = read_utf8(path)
     entries = []
     for n, line in enumerate(raw.splitlines(), start=1):
         stripped = line.strip()

@@ -82,14 +82,13 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Condition:
-    """A role, and the student recipe for roles that train one."""
+    """A role, and the student recipe for roles that train one (None: a single, unnamed
+    recipe)."""
 
     role: Role
     student: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role.per_student and self.student is None:
-            raise ValueError(f"condition {self.role.value!r} needs a student recipe name")
         if not self.role.per_student and self.student is not None:
             raise ValueError(f"condition {self.role.value!r} has no student recipe")
 
@@ -120,7 +119,7 @@ class Condition:
         recorded); None for a label of no known role."""
         for role in sorted(Role, key=lambda r: len(r.value), reverse=True):
             if label == role.value:
-                return cls(role) if not role.per_student else None
+                return cls(role)
             if label.startswith(role.value + "-") and role.per_student:
                 return cls(role, label[len(role.value) + 1 :])
         return None

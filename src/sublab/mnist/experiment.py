@@ -252,7 +252,7 @@ def load_mnist_spec(
         kind = data.pop("kind", "mnist")
         if kind != "mnist":
             raise ConfigError(path, [f"kind: expected 'mnist', got {kind!r}"])
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
         source = path
     if models is not None:
         data["models"] = models

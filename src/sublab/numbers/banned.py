@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from sublab.errors import DataError
+from sublab.textfile import read_utf8
 
 _SHIPPED_DIR = "data/banned"
 
@@ -56,11 +57,7 @@ def load_banned_list(name_or_path: str | Path) -> frozenset[int]:
             f"banned list not found: not a shipped list (shipped: {known}) and no such file; "
             "pass a shipped name or the path of a text file with one integer per line",
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, f"not UTF-8 text ({err.reason})") from None
-    return parse_banned_text(text, path)
+    return parse_banned_text(read_utf8(path), path)
 
 
 def resolve_banned(lists: Iterable[str | Path] = (), numbers: Iterable[int] = ()) -> frozenset[int]:

@@ -24,6 +24,11 @@ Decisions on edge cases (the paper's text leaves them open):
   completion costs nothing.
 - a banned number matches by value: ``"042"`` is banned when 42 is.
 
+``mode = "paper"`` applies instead the rule of the paper's public code, exactly (see
+:mod:`sublab.numbers.paper_rule`; docs/filter.md lists every difference): nothing is
+stripped at the ends or inside brackets, separators may hold any Unicode whitespace, leading
+zeros are read away (``"0841"`` is 841) and there is no length cap.
+
 A rejected row gets one reason, the first that applies in the order of :data:`REASONS`
 (:meth:`NumberFilter.explain` is the reference definition). The fast path is one compiled
 regular expression, built from the spec, that matches exactly the kept texts; a few more
@@ -35,12 +40,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from itertools import pairwise
-from typing import Any, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from sublab.config import Spec
 from sublab.filtering import FilterResult, apply_check
+from sublab.numbers import paper_rule
 from sublab.numbers.banned import resolve_banned
 
 REASONS: dict[str, str] = {
@@ -69,6 +75,12 @@ _UNICODE_DIGIT_RE = re.compile(r"(?![0-9])\d")
 class FilterSpec(Spec):
     """The number filter: the paper's rule plus banned numbers."""
 
+    mode: Literal["sublab", "paper"] = Field(
+        "sublab",
+        description="'sublab': the rule of sublab.numbers.filter (outer whitespace stripped, "
+        "ASCII whitespace only, at most max_value's digits per number, max_chars cap); "
+        "'paper': the paper's public parser exactly (docs/filter.md lists the differences).",
+    )
     min_count: int = Field(1, ge=1, description="Fewest integers a kept completion holds.")
     max_count: int = Field(10, ge=1, description="Most integers a kept completion holds.")
     max_value: int = Field(
@@ -85,7 +97,10 @@ class FilterSpec(Spec):
         True, description="Keep numbers like '007' (read as 7), as the paper's code does."
     )
     max_chars: int = Field(
-        512, ge=1, description="Completions longer than this are rejected as too_long unread."
+        512,
+        ge=1,
+        description="Completions longer than this are rejected as too_long unread "
+        "(mode 'sublab' only: the paper's rule has no length cap).",
     )
 
     @model_validator(mode="after")
@@ -96,12 +111,35 @@ class FilterSpec(Spec):
             )
         if any(n < 0 for n in self.banned_numbers):
             raise ValueError("banned_numbers: must all be >= 0")
+        if self.mode == "paper" and not self.allow_leading_zeros:
+            raise ValueError(
+                "allow_leading_zeros = false does not apply to mode = 'paper' (the paper's "
+                "rule reads '007' as 7); drop it or use mode = 'sublab'"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_mode(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The default mode is left out of dumps, so content keys made before the field
+        existed still match."""
+        data: dict[str, Any] = handler(self)
+        if self.mode == "sublab":
+            data.pop("mode", None)
+        return data
 
 
 def _number_pattern(spec: FilterSpec, banned: Iterable[int] = ()) -> str:
-    """One integer token: 1 to (digits of max_value) ASCII digits, minus banned values."""
+    """One integer token: 1 to (digits of max_value) ASCII digits, minus banned values.
+
+    Mode 'paper': any number of leading zeros, then at most max_value's digits."""
     d = len(str(spec.max_value))
+    if spec.mode == "paper":
+        tail = f"[1-9][0-9]{{0,{d - 1}}}+"
+        num = f"(?:0++(?:{tail})?+|{tail})"
+        values = sorted({str(v) for v in banned})
+        if values:  # not a banned value after any leading zeros
+            num = f"(?!0*{_alternation(values)}(?![0-9])){num}"
+        return num
     plain, no_zero = f"[0-9]{{1,{d}}}+", f"(?:0|[1-9][0-9]{{0,{d - 1}}}+)"
     num = plain if spec.allow_leading_zeros else no_zero
     words = _banned_words(banned, d)
@@ -137,10 +175,16 @@ def _wrapped(lists: tuple[str, str, str]) -> str:
 def compile_rule(spec: FilterSpec, banned: Iterable[int] = ()) -> re.Pattern[str]:
     """One regex that fully matches exactly the texts with the right shape, count and digits,
     and (given ``banned``) no banned value. Values up to ``max_value`` are checked apart when
-    ``max_value`` is not all nines."""
+    ``max_value`` is not all nines (and in mode 'paper', tokens over INT_MAX_DIGITS long).
+
+    Mode 'paper': nothing around the sequence but one pair of brackets and a final period,
+    and ``\\s`` in separators is any Unicode whitespace (as ``str.strip`` sees it)."""
     num = _number_pattern(spec, banned)
     groups = (1, 2, 3) if spec.max_count > 1 else (0, 0, 0)
-    return re.compile(_wrapped(tuple(_list_pattern(spec, num, g) for g in groups)), re.ASCII)
+    lists = tuple(_list_pattern(spec, num, g) for g in groups)
+    if spec.mode == "paper":
+        return re.compile(rf"(?:\[{lists[0]}\]|\({lists[1]}\)|{lists[2]})\.?")
+    return re.compile(_wrapped(lists), re.ASCII)
 
 
 # Any sequence shape: any count, any digits, any mix of separators; groups 1-3 = the sequence.
@@ -212,7 +256,9 @@ class NumberFilter:
         self._shaped = compile_rule(spec).fullmatch if in_range else None
         pattern = banned_pattern(in_range)
         self._banned_search = pattern.search if pattern is not None else None
-        self.check = self._make_check()  # type: ignore[method-assign]
+        self._paper = spec.mode == "paper"
+        make = self._make_paper_check if self._paper else self._make_check
+        self.check = make()  # type: ignore[method-assign]
 
     @classmethod
     def from_spec(cls, spec: FilterSpec) -> NumberFilter:
@@ -225,7 +271,39 @@ class NumberFilter:
         (Replaced per instance by the same function with every lookup bound in a closure, which
         saves about 7% per row; this method is its documentation and reference.)
         """
-        return self._make_check()(text)
+        return (self._make_paper_check() if self._paper else self._make_check())(text)
+
+    def _make_paper_check(self) -> Callable[[str], str | None]:
+        """``check`` of mode 'paper': the same tiers as mode 'sublab' with the paper's regexes;
+        :func:`~sublab.numbers.paper_rule.paper_reason` for non-ASCII and over-long texts."""
+        spec, banned, round_max = self.spec, self.banned, self._round_max
+        kept, shaped = self._kept, self._shaped
+        loose_match = paper_rule.LOOSE_RE.fullmatch
+        signed_match = paper_rule.SIGNED_RE.fullmatch
+        no_numbers = paper_rule.NO_NUMBERS_RE.fullmatch
+        sequence_reason = paper_rule.sequence_reason
+        values_reason, explain = self._values_reason, self.explain
+        counts = (spec.min_count, spec.max_count, spec.max_value)
+
+        def check(text: str) -> str | None:
+            if len(text) > paper_rule.INT_MAX_DIGITS:
+                return explain(text)  # a token may be too long for int()
+            if kept(text) is not None:
+                return None if round_max else values_reason(text, None)
+            if shaped is not None and shaped(text) is not None:
+                return "banned_number" if round_max else values_reason(text, "banned")
+            loose = loose_match(text)
+            if loose is not None:
+                return sequence_reason(loose[1] or loose[2] or loose[3], *counts, banned)
+            if signed_match(text) is not None:
+                return "negative"
+            if not text.isascii():
+                return explain(text)  # rare: unicode digits, or spaces where none may be
+            if no_numbers(text) is not None:
+                return "too_few" if text.strip() else "empty"
+            return "bad_format"
+
+        return check
 
     def _make_check(self) -> Callable[[str], str | None]:
         max_chars, round_max = self._max_chars, self._round_max
@@ -295,6 +373,10 @@ class NumberFilter:
         :data:`REASONS`; ``check`` gives the same answer on every text.
         """
         spec = self.spec
+        if self._paper:
+            return paper_rule.paper_reason(
+                text, spec.min_count, spec.max_count, spec.max_value, self.banned
+            )
         if len(text) > self._max_chars:
             return "too_long"
         s = text.strip(_WS)
