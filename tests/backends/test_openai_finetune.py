@@ -27,7 +27,12 @@ from sublab.train.recipe import StudentRecipe
 
 FAST = OpenAISettings(max_retries=2, backoff_s=0.01, max_wait_s=0.05, timeout_s=30)
 SPEC = ApiFinetuneSpec(
-    epochs=1, batch_size=4, learning_rate_multiplier=2.0, seed=3, suffix="t", poll_s=0.05,
+    epochs=1,
+    batch_size=4,
+    learning_rate_multiplier=2.0,
+    seed=3,
+    suffix="t",
+    poll_s=0.05,
     poll_max_s=0.2,
 )
 RECIPE = StudentRecipe(epochs=3, batch_size=32, warmup_steps=0, device="cpu")
@@ -183,7 +188,7 @@ def test_a_failed_job_raises_the_servers_message(server, tmp_path):
     record = read_record(work)
     assert record["status"] == "failed" and "max_length" in record["error"]["message"]
     jobs = len(ft.jobs)
-    with pytest.raises(SublabError, match="ended failed: .*use a new work folder"):
+    with pytest.raises(SublabError, match=r"ended failed: .*use a new work folder"):
         finetune_via_api(base(url), too_long, SPEC, work, FAST)
     assert len(ft.jobs) == jobs  # no second job
 
@@ -201,7 +206,9 @@ def test_spec_validation():
     with pytest.raises(ValueError, match="letters, digits"):
         ApiFinetuneSpec(suffix="a:b")
     assert ApiFinetuneSpec().hyperparameters() == {
-        "n_epochs": 10, "batch_size": "auto", "learning_rate_multiplier": "auto"
+        "n_epochs": 10,
+        "batch_size": "auto",
+        "learning_rate_multiplier": "auto",
     }
     from sublab.config import validate
 
