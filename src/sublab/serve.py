@@ -112,6 +112,8 @@ class ChatRequest:
     """None: no logprobs; k >= 0: logprobs with k alternatives per token."""
     max_tokens_given: bool = True
     """False: ``sampling.max_new_tokens`` is the default, cut to fit the model's context."""
+    model: str = ""
+    """The model asked for (one of the served names)."""
 
 
 def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
@@ -210,6 +212,7 @@ def parse_request(body: Any, served: set[str]) -> ChatRequest:
         sampling=sampling,
         top_logprobs=top_logprobs,
         max_tokens_given=max_given,
+        model=model,
     )
 
 
@@ -249,7 +252,12 @@ def token_logprobs(
 
 
 class ChatService:
-    """The model behind the server: answers validated requests, one at a time."""
+    """The models behind the server: answers validated requests, one at a time.
+
+    ``backend`` is the model the server was started with (answering to ``model_name`` and
+    ``aliases``); :meth:`add_model` adds more local folders by name (fine-tuned models), each
+    loaded on its first request and kept.
+    """
 
     def __init__(
         self, backend: HFBackend, model_name: str, aliases: set[str] | None = None
@@ -261,28 +269,72 @@ class ChatService:
         self.created = int(time.time())
         self.requests_served = 0
         """Chat-completion requests answered so far."""
+        self.finetune: Any = None
+        """The fine-tuning endpoints (:class:`sublab.serve_finetune.FineTuneService`), if on."""
+        self._extra: dict[str, tuple[str, int]] = {}  # name -> (folder, created)
+        self._loaded: dict[str, HFBackend] = {}
         self._lock = threading.Lock()
 
-    def models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [self.model_card()]}
+    def add_model(self, name: str, folder: str | Path, created: int | None = None) -> None:
+        """Serve the local model ``folder`` as ``name`` too (loaded on its first request)."""
+        self._extra[name] = (str(folder), created or int(time.time()))
+        self.served.add(name)
 
-    def model_card(self) -> dict[str, Any]:
+    def local_path(self, name: str) -> str | None:
+        """The local folder of a served model (None: not served, or served with an adapter)."""
+        if name in self._extra:
+            return self._extra[name][0]
+        if name in self.served and self.backend.ref.adapter is None:
+            return self.backend.ref.path
+        return None
+
+    def backend_for(self, name: str) -> HFBackend:
+        """The backend that answers for ``name`` (a fine-tuned model is loaded on first use)."""
+        if name not in self._extra:
+            return self.backend
+        if name not in self._loaded:
+            from sublab.backends.base import ModelRef
+            from sublab.backends.hf import HFBackend
+
+            b = self.backend
+            self._loaded[name] = HFBackend(
+                ModelRef(path=self._extra[name][0]),
+                device=str(b.device),
+                dtype=str(b.dtype).removeprefix("torch."),
+                batch_size=b.batch_size,
+            )
+            self._loaded[name].show_progress = False
+        return self._loaded[name]
+
+    def models(self) -> dict[str, Any]:
+        cards = [self.model_card()] + [self.model_card(n) for n in sorted(self._extra)]
+        return {"object": "list", "data": cards}
+
+    def model_card(self, name: str | None = None) -> dict[str, Any]:
+        """The /v1/models entry of ``name`` (default: the first model; its aliases map to it)."""
+        if name not in self._extra:
+            name = None
+        created = self.created if name is None else self._extra[name][1]
         return {
-            "id": self.model_name,
+            "id": name or self.model_name,
             "object": "model",
-            "created": self.created,
+            "created": created,
             "owned_by": "sublab",
         }
 
     @property
     def context(self) -> int | None:
-        """The model's context length (prompt + reply), if its config says."""
-        config = self.backend.model.config.get_text_config()
+        """The first model's context length (prompt + reply), if its config says."""
+        return self._context(self.backend)
+
+    @staticmethod
+    def _context(backend: HFBackend) -> int | None:
+        config = backend.model.config.get_text_config()
         return getattr(config, "max_position_embeddings", None)
 
-    def _fit(self, req: ChatRequest, prompt_len: int) -> SamplingSpec:
+    def _fit(self, req: ChatRequest, prompt_len: int, backend: HFBackend) -> SamplingSpec:
         """The request's sampling, its reply length checked against the model's context."""
-        context = self.context
+        context = self._context(backend)
         if context is None or prompt_len + req.sampling.max_new_tokens <= context:
             return req.sampling
         room = context - prompt_len
@@ -298,10 +350,10 @@ class ChatService:
         )
 
     def complete(self, req: ChatRequest) -> dict[str, Any]:
-        b = self.backend
         with self._lock:
+            b = self.backend_for(req.model)
             prompt = b.prompt_ids(req.chat)
-            sampling = self._fit(req, len(prompt))
+            sampling = self._fit(req, len(prompt), b)
             ids = b.generate_ids([req.chat] * req.n, sampling)
             lps = None
             if req.top_logprobs is not None:
@@ -324,7 +376,7 @@ class ChatService:
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.model_name,
+            "model": req.model if req.model in self._extra else self.model_name,
             "choices": choices,
             "usage": {
                 "prompt_tokens": len(prompt),
@@ -334,7 +386,7 @@ class ChatService:
         }
 
 
-def body_length(values: list[str], limit: int) -> int:
+def body_length(values: list[str], limit: int, option: str = "--max-body-bytes") -> int:
     """The body length from a request's ``Content-Length`` header(s), checked against ``limit``
     bytes; RequestError 411 (no header), 400 (not a non-negative integer, or two different
     values) or 413 (over the limit)."""
@@ -358,7 +410,7 @@ def body_length(values: list[str], limit: int) -> int:
         raise RequestError(
             413,
             f"request body too large: {length} bytes, this server reads at most {limit} "
-            "(sublab serve --max-body-bytes raises the limit)",
+            f"(sublab serve {option} raises the limit)",
             code="request_too_large",
         )
     return length
@@ -379,6 +431,21 @@ def discard_input(sock: socket.socket, seconds: float) -> int:
                 break
             dropped += len(chunk)
     return dropped
+
+
+FINETUNE_PATHS = ("/v1/files", "/v1/fine_tuning/")
+"""Endpoints of the fine-tuning API (:mod:`sublab.serve_finetune`)."""
+
+
+def finetune_endpoints(service: ChatService) -> Any:
+    """The service's fine-tuning endpoints, or a 404 that says how to turn them on."""
+    if service.finetune is None:
+        raise RequestError(
+            404,
+            "fine-tuning is off on this server: start it with "
+            "'sublab serve MODEL --finetune-dir DIR' to accept files and fine-tuning jobs",
+        )
+    return service.finetune
 
 
 def make_handler(
@@ -434,17 +501,24 @@ def make_handler(
                 elif (
                     path.startswith("/v1/models/") and path[len("/v1/models/") :] in service.served
                 ):
-                    self._send(200, service.model_card())
+                    self._send(200, service.model_card(path[len("/v1/models/") :]))
+                elif path.startswith(FINETUNE_PATHS):
+                    self._send(200, finetune_endpoints(service).get(path))
                 else:
                     raise RequestError(404, f"no such endpoint: GET {path}")
             except RequestError as err:
                 self._send(err.status, err.body())
 
         def do_POST(self) -> None:
+            endpoints = None
             try:
-                length = body_length(self.headers.get_all("Content-Length") or [], max_body_bytes)
                 path = self._path()
-                if path != "/v1/chat/completions":
+                limit, option = max_body_bytes, "--max-body-bytes"
+                if path.startswith(FINETUNE_PATHS):  # uploads: their own size limit
+                    endpoints = finetune_endpoints(service)
+                    limit, option = endpoints.max_upload_bytes, "--max-upload-mb"
+                length = body_length(self.headers.get_all("Content-Length") or [], limit, option)
+                if endpoints is None and path != "/v1/chat/completions":
                     raise RequestError(404, f"no such endpoint: POST {path}")
                 self._check_key()
             except RequestError as err:  # refused before reading the body
@@ -456,6 +530,10 @@ def make_handler(
                 raw = self.rfile.read(length)
                 if len(raw) < length:
                     raise RequestError(400, f"body ended after {len(raw)} of {length} bytes")
+                if endpoints is not None:
+                    ctype = self.headers.get("Content-Type", "")
+                    self._send(200, endpoints.post(path, ctype, raw))
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:

@@ -13,83 +13,39 @@ API). Only the standard library is used (``urllib``).
   replies reproducible is up to the server (``sublab serve`` honours it; hosted APIs try).
 - 429, 5xx, timeouts and refused connections are retried with exponential backoff
   (``backoff_s``, doubling, at most ``max_wait_s`` per wait); a ``Retry-After`` header is
-  honoured. Other 4xx answers stop at once with the server's own message, the model and the URL.
+  honoured. Other 4xx answers stop at once with the server's own message, the model and the URL
+  (both shared with every API client: :mod:`sublab.backends.api_client`).
 - The API key is read from the environment variable named by ``api_key_env`` at each request;
   it is never stored in a config, a run directory or this object's provenance.
 - ``logprobs`` returns the sampled tokens' log-probabilities (and the top alternatives) where
-  the server offers them. ``score`` (exact probability of a given continuation) and fine-tuning
-  are not supported: both raise a ``SublabError`` that says what to use instead.
+  the server offers them. ``score`` (exact probability of a given continuation) is not
+  supported: it raises a ``SublabError`` that says what to use instead. Fine-tuning through the
+  API is :func:`sublab.backends.openai_finetune.finetune_via_api`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import http.client
 import json
-import os
-import random
-import re
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
-
-from pydantic import Field, field_validator
+from typing import Any, NoReturn
 
 from sublab.backends import register_backend
+from sublab.backends.api_client import ApiClient, OpenAISettings, retry_after_seconds
 from sublab.backends.base import BackendSettings, Chat, ModelRef, SamplingSpec
-from sublab.config import Spec
 from sublab.errors import SublabError
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class OpenAISettings(Spec):
-    """How the openai backend talks to its server (none of it changes what is sampled)."""
-
-    api_key_env: str = Field(
-        "OPENAI_API_KEY",
-        description="NAME of the environment variable that holds the API key (never the key "
-        "itself). When it is unset no Authorization header is sent (fine for local servers).",
-    )
-    max_concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
-    max_retries: int = Field(
-        5, ge=0, description="Retries of one request after 429, 5xx, a timeout or no connection."
-    )
-    backoff_s: float = Field(
-        1.0, ge=0, description="Wait before the first retry; doubles at each further retry."
-    )
-    max_wait_s: float = Field(
-        60.0, ge=0, description="Longest single wait between retries (Retry-After included)."
-    )
-    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one response.")
-    n_per_request: int = Field(
-        16,
-        ge=1,
-        le=128,
-        description="Most replies asked of one request with 'n' when a chat repeats; "
-        "1 for servers that ignore 'n'.",
-    )
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
-        "max_tokens",
-        description="Request field that carries sampling.max_new_tokens ('max_completion_tokens' "
-        "for OpenAI's reasoning models).",
-    )
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _a_name_not_a_key(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError(
-                "give the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key; "
-                "letters, digits and '_' only"
-            )
-        return value
+__all__ = [
+    "Completion",
+    "OpenAIBackend",
+    "OpenAISettings",
+    "TokenLogprob",
+    "chat_key",
+    "request_seed",
+    "retry_after_seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -122,46 +78,6 @@ def request_seed(seed: int, chat_: Chat, part: int) -> int:
     return int.from_bytes(h[:8], "little") & 0x7FFFFFFF
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header as seconds (delta-seconds or an HTTP date); None if absent."""
-    if value is None or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _server_message(body: bytes) -> str:
-    """The ``error.message`` of an OpenAI-style error body, else the body's start."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text[:500] or "(empty body)"
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(err, str):
-            return err
-    return text[:500]
-
-
-class _Retryable(Exception):
-    """A failed attempt worth retrying (429, 5xx, timeout, no connection)."""
-
-    def __init__(self, what: str, wait_s: float | None = None) -> None:
-        super().__init__(what)
-        self.what = what
-        self.wait_s = wait_s
-
-
 class OpenAIBackend:
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint (Backend protocol)."""
 
@@ -190,8 +106,7 @@ class OpenAIBackend:
         self.settings = settings or OpenAISettings()
         self.base_url = ref.api_base.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
-        self._jitter = random.Random()
-        self._jitter_lock = threading.Lock()
+        self._api = ApiClient(self.base_url, self.settings, f"model {ref.path!r}")
 
     @property
     def name(self) -> str:
@@ -244,10 +159,12 @@ class OpenAIBackend:
         )
 
     def finetune(self, *args: object, **kwargs: object) -> NoReturn:
-        """Not supported: train locally (``sublab finetune``) and serve the result."""
+        """Not supported here: ``finetune_via_api`` runs a job on the API's fine-tuning endpoint."""
         raise SublabError(
-            f"model {self.name}: fine-tuning is not supported by the openai backend; fine-tune "
-            "a local model with 'sublab finetune' (and 'sublab serve' it if you want an API)"
+            f"model {self.name}: fine-tuning is not supported by the openai backend object; "
+            "run an API fine-tuning job with 'sublab finetune-api' "
+            "(sublab.backends.openai_finetune.finetune_via_api), or fine-tune a local model "
+            "with 'sublab finetune'"
         )
 
     # ------------------------------------------------------------ requests
@@ -355,75 +272,9 @@ class OpenAIBackend:
             text=text.strip(), finish_reason=choice.get("finish_reason"), tokens=tokens
         )
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.settings.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries; returns the parsed JSON body or raises a SublabError."""
-        body = json.dumps(payload).encode("utf-8")
-        s = self.settings
-        last = ""
-        for attempt in range(s.max_retries + 1):
-            try:
-                return self._attempt(body)
-            except _Retryable as err:
-                last = err.what
-                if attempt == s.max_retries:
-                    break
-                time.sleep(self._wait_s(attempt, err.wait_s))
-        raise SublabError(
-            f"{self.url}: model {self.ref.path!r}: gave up after {s.max_retries + 1} attempt(s); "
-            f"last error: {last}. Check that the server is up and api_base is right "
-            "(or raise max_retries / timeout_s)"
-        )
-
-    def _wait_s(self, attempt: int, retry_after: float | None) -> float:
-        s = self.settings
-        if retry_after is not None:
-            return min(retry_after, s.max_wait_s)
-        with self._jitter_lock:  # full jitter between half and all of the backoff
-            frac = 0.5 + 0.5 * self._jitter.random()
-        return min(s.backoff_s * 2**attempt * frac, s.max_wait_s)
-
-    def _attempt(self, body: bytes) -> dict[str, Any]:
-        req = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout_s) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as err:
-            message = _server_message(err.read())
-            if err.code == 429 or err.code >= 500:
-                wait_s = retry_after_seconds(err.headers.get("Retry-After"))
-                raise _Retryable(f"HTTP {err.code}: {message}", wait_s) from None
-            self._client_error(err.code, message)
-        except urllib.error.URLError as err:
-            raise _Retryable(f"cannot connect: {err.reason}") from None
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as err:
-            raise _Retryable(f"{type(err).__name__}: {err}") from None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise SublabError(
-                f"{self.url}: model {self.ref.path!r}: the response is not JSON "
-                f"({raw[:200]!r}); is api_base an OpenAI-compatible /v1 endpoint?"
-            ) from None
-        if not isinstance(data, dict):
-            raise SublabError(f"{self.url}: the response is not a JSON object ({raw[:200]!r})")
-        return data
-
-    def _client_error(self, code: int, message: str) -> NoReturn:
-        hint = ""
-        env = self.settings.api_key_env
-        if code in (401, 403):
-            sent = "was sent" if os.environ.get(env) else "was not sent: it is not set"
-            hint = f" (the key from ${env} {sent}; set it, or name another with api_key_env)"
-        elif code == 404:
-            hint = " (check the model name and that api_base ends in the API's version, e.g. /v1)"
-        raise SublabError(f"{self.url}: model {self.ref.path!r}: HTTP {code}: {message}{hint}")
+        """POST to /chat/completions with retries; the parsed JSON body or a SublabError."""
+        return self._api.post_json("chat/completions", payload)
 
 
 @register_backend("openai")

@@ -18,6 +18,7 @@ from sublab.cli.common import (
     ApiKeyEnv,
     MaxConcurrency,
     out,
+    print_error,
     ref_fields,
     user_errors,
 )
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_)
     app.command()(serve)
     app.command("finetune")(finetune_)
+    app.command("finetune-api")(finetune_api)
     app.command()(strength)
 
 
@@ -142,10 +144,23 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(help="Larger request bodies are refused (413) unread.")
     ] = DEFAULT_MAX_BODY_BYTES,
+    finetune_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Turn on /v1/files and /v1/fine_tuning/jobs, keeping files, jobs and "
+            "fine-tuned models in this folder (see docs/openai-finetune.md)."
+        ),
+    ] = None,
+    finetune_recipe: Annotated[
+        Path | None,
+        typer.Option(help="Student recipe TOML that jobs start from (default: StudentRecipe())."),
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest training file upload, MiB.")] = 64,
 ) -> None:
     """Serve a local model through an OpenAI-compatible API (/v1/chat/completions, /v1/models).
 
-    Runs until Ctrl-C or SIGTERM.
+    With --finetune-dir it also runs fine-tuning jobs (/v1/files, /v1/fine_tuning/jobs) and
+    serves their models. Runs until Ctrl-C or SIGTERM.
     """
     from sublab.serve import api_key_from_env, load_service, make_server, serve_until_stopped
 
@@ -154,6 +169,13 @@ def serve(
         service = load_service(
             model, adapter=adapter, name=name, device=device, batch_size=batch_size
         )
+        if finetune_dir is not None:
+            from sublab.serve_finetune import FineTuneService
+            from sublab.train.recipe import StudentRecipe
+
+            spec = load_config(finetune_recipe, StudentRecipe) if finetune_recipe else None
+            assert spec is None or isinstance(spec, StudentRecipe)
+            FineTuneService(service, finetune_dir, spec, max_upload_mb * 1024 * 1024)
         server = make_server(
             service, host=host, port=port, api_key=key, quiet=quiet, max_body_bytes=max_body_bytes
         )
@@ -206,3 +228,84 @@ def strength(
 
     kl = number_kl(teacher, base, read_rows(rows), use_system_prompt=system_prompt, device=device)
     out.print(f"number KL(teacher ‖ base): {kl:.6f} nats/token")
+
+
+def finetune_api(
+    rows: Annotated[Path, typer.Argument(help="JSONL of {prompt, completion} rows.")],
+    model: Annotated[str, typer.Option(help="The API's name of the model to fine-tune.")],
+    api_base: Annotated[
+        str, typer.Option(help="OpenAI-compatible API base URL, e.g. https://api.openai.com/v1.")
+    ],
+    work: Annotated[
+        Path,
+        typer.Option(help="Folder for the job record; run again with it to resume the same job."),
+    ],
+    spec_path: Annotated[
+        Path | None, typer.Option("--spec", help="ApiFinetuneSpec TOML (overridden by options).")
+    ] = None,
+    epochs: Annotated[str | None, typer.Option(help="n_epochs: an integer or 'auto'.")] = None,
+    batch_size: Annotated[str | None, typer.Option(help="An integer or 'auto'.")] = None,
+    lr_multiplier: Annotated[
+        str | None, typer.Option(help="learning_rate_multiplier: a number or 'auto'.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="The job's seed.")] = None,
+    suffix: Annotated[
+        str | None, typer.Option(help="Added to the fine-tuned model's name.")
+    ] = None,
+    wait_s: Annotated[
+        float | None, typer.Option(help="Stop waiting after this many seconds (resume later).")
+    ] = None,
+    api_key_env: ApiKeyEnv = API.api_key_env,
+) -> None:
+    """Fine-tune an API model (upload, job, wait): prints the fine-tuned model's name.
+
+    Resumable: the job record in --work is reused, so a second run never pays twice. Exits 3
+    while the job is still running (after --wait-s), 2 on errors.
+    """
+    from sublab.backends.base import ModelRef
+    from sublab.backends.openai_finetune import ApiFinetuneSpec, FinetunePending, finetune_via_api
+    from sublab.config import read_toml, validate
+    from sublab.train.data import read_rows
+
+    def number(value: str | None) -> int | float | str | None:
+        if value is None or value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value  # the spec's validation names it
+
+    with user_errors():
+        src = "command line"
+        base = validate(ref_fields(model, None, api_base), ModelRef, src)
+        fields = read_toml(spec_path) if spec_path is not None else {}
+        fields.pop("kind", None)
+        given = {
+            "epochs": number(epochs),
+            "batch_size": number(batch_size),
+            "learning_rate_multiplier": number(lr_multiplier),
+            "seed": seed,
+            "suffix": suffix,
+            "wait_s": wait_s,
+        }
+        fields.update({k: v for k, v in given.items() if v is not None})
+        spec = validate(fields, ApiFinetuneSpec, spec_path or src)
+        settings = validate({"api_key_env": api_key_env}, OpenAISettings, src)
+
+        def show(job: dict[str, object]) -> None:
+            out.print(f"job {job.get('id')}: {job.get('status')}", highlight=False)
+
+        try:
+            ref = finetune_via_api(base, read_rows(rows), spec, work, settings, on_status=show)
+        except FinetunePending as err:
+            print_error(err)
+            raise typer.Exit(3) from None
+    out.print(f"fine-tuned model: {ref.path}", highlight=False)
+    out.print(
+        f"try: sublab eval --api-base {ref.api_base} --model {ref.path} --samples 5",
+        highlight=False,
+        soft_wrap=True,
+    )
