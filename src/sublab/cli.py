@@ -213,6 +213,14 @@ def run_(
     runs_dir: Annotated[
         Path | None, typer.Option("--runs-dir", help="Override the config's runs_dir.")
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run an experiment's units on Ray: 'local', 'auto' (this machine's cluster) "
+            "or ray://host:port; overrides the config's [ray] address. See docs/ray.md.",
+        ),
+    ] = None,
 ) -> None:
     """Validate a config (all problems at once), then run it; finished stages are skipped."""
     import json
@@ -220,7 +228,7 @@ def run_(
     from sublab.pipeline import run_config
 
     with user_errors():
-        run = run_config(config, runs_dir=runs_dir)
+        run = run_config(config, runs_dir=runs_dir, ray_address=ray_address)
     manifest = run.manifest()
     stages = manifest.get("stages", {})
     report = run.path / stages.get("filter", "") / "filter_report.json"

@@ -198,3 +198,17 @@ def _get(ray: Any, ref: Any) -> Any:
         if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
             raise cause from err
         raise
+
+
+def with_ray_address(spec: Any, address: str, source: str | Path) -> Any:
+    """``spec`` set to run on Ray at ``address`` (its ``[ray]`` table kept otherwise), for the
+    ``--ray-address`` flag. A ConfigError naming ``source`` when the address is malformed or
+    the config's kind has no ``ray`` table."""
+    from sublab.config import kind_of, validate
+    from sublab.errors import ConfigError
+
+    if "ray" not in type(spec).model_fields:
+        raise ConfigError(source, [f"--ray-address: kind {kind_of(spec)!r} does not run on Ray"])
+    current = spec.ray.model_dump() if spec.ray is not None else {}
+    ray = validate({**current, "address": address}, RaySettings, f"{source} (--ray-address)")
+    return spec.model_copy(update={"ray": ray})

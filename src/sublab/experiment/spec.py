@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from sublab.backends.base import ModelRef, SamplingSpec
 from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
+from sublab.experiment.ray_exec import RaySettings
 from sublab.numbers.filter import FilterSpec
 from sublab.numbers.prompts import NumberPromptSpec
 from sublab.organism.spec import OrganismSpec
@@ -161,6 +162,11 @@ class ExperimentSpec(Spec):
         ge=1,
         description="Seeds run side by side in separate processes (one torch thread each). "
         "None: one per CPU core, at most one per seed, on CPU; 1 on a GPU.",
+    )
+    ray: RaySettings | None = Field(
+        None,
+        description="Run the units as Ray tasks (on this machine or a cluster; 'workers' is "
+        "then unused) instead of local processes. None: local processes. See docs/ray.md.",
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,141 @@
+"""Sweeps: axes expand into experiments whose job graphs merge into one."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from sublab.config import load_config
+from sublab.errors import ConfigError
+from sublab.experiment.run import seed_jobs
+from sublab.experiment.schedule import Job, run_jobs
+from sublab.experiment.sweep import SweepSpec, expand_sweep, merge_graphs, sweep_points
+from sublab.store import Run
+
+BASE = {"bases": {"organism": {}}, "seeds": [0, 1], "students": [{"name": "hard"}]}
+
+
+def test_axes_expand_to_every_combination_first_axis_slowest() -> None:
+    base = copy.deepcopy(BASE)
+    points = expand_sweep(
+        "sw",
+        base,
+        {
+            "targets": ["owl", "eagle"],
+            "seeds": [[0, 1], [2, 3]],
+            "numbers.filter.max_count": [8],
+        },
+    )
+    assert [p["name"] for p in points] == [
+        "sw-owl-0_1-8",
+        "sw-owl-2_3-8",
+        "sw-eagle-0_1-8",
+        "sw-eagle-2_3-8",
+    ]
+    # a plain value of a list field is a one-element list; a list value is the list
+    assert [(p["targets"], p["seeds"]) for p in points] == [
+        (["owl"], [0, 1]),
+        (["owl"], [2, 3]),
+        (["eagle"], [0, 1]),
+        (["eagle"], [2, 3]),
+    ]
+    assert all(p["numbers"] == {"filter": {"max_count": 8}} for p in points)
+    assert base == BASE, "the base experiment was changed"
+
+
+def test_student_values_are_named_by_their_name() -> None:
+    students = [{"name": "hard"}, {"name": "soft", "recipe": {"labels": "soft"}}]
+    points = expand_sweep("sw", BASE, {"students": students})
+    assert [p["name"] for p in points] == ["sw-hard", "sw-soft"]
+    assert points[1]["students"] == [students[1]]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"axes": {"teachers": ["x"]}}, "axes.teachers: no such experiment field"),
+        ({"axes": {"targets": []}}, "axes.targets: give at least one value"),
+        ({"axes": {"ray.num_cpus": [1, 2]}}, "axes.ray.num_cpus: a sweep-level field"),
+        ({"experiment": {**BASE, "name": "x"}}, "experiment.name: set it on the sweep"),
+        ({"axes": {"seeds": [[0]]}}, "point sw-0.*controls.cross_model"),
+    ],
+)
+def test_bad_sweeps_are_refused_naming_the_field(tmp_path: Path, data: dict, message: str) -> None:
+    import tomllib
+
+    raw = {"kind": "sweep", "name": "sw", "experiment": BASE, "axes": {"targets": ["owl"]}}
+    raw.update(data)
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text(_toml(raw))
+    assert tomllib.loads(cfg.read_text())["name"] == "sw"
+    with pytest.raises(ConfigError, match=f"(?s){message}"):
+        sweep = load_config(cfg)
+        assert isinstance(sweep, SweepSpec)
+        sweep_points(sweep, cfg)
+
+
+def _toml(data: dict) -> str:
+    """Just enough TOML for these sweeps: inline tables and arrays via JSON syntax."""
+
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    return "".join(f"{k} = {value(v)}\n" for k, v in data.items())
+
+
+def test_merged_graph_runs_shared_work_once_and_same_named_units_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SUBLAB_CACHE_DIR", str(tmp_path / "cache"))  # no base is built yet
+    raw = {"name": "sw", "experiment": BASE, "axes": {"targets": ["owl", "eagle", "dolphin"]}}
+    sweep = SweepSpec.model_validate(raw)
+    points = sweep_points(sweep, "sw.toml")
+    run = Run(tmp_path / "sw")
+    graphs = [(p.name, seed_jobs(run, p)) for p in points]
+    jobs, names = merge_graphs(graphs)
+
+    by_name = {j.name: j for j in jobs}
+    assert len(by_name) == len(jobs), "a job name repeats"
+    # the two base builds are the same work in every point: once each
+    assert [j.name for j in jobs if j.fn is graphs[0][1][0].fn] == ["base-0", "base-1"]
+    controls = ["control", "control-hard", "cross-control-hard"]
+    per_point = 2 * 3 * (len(controls) + 3)  # seeds x (control units + teacher and students)
+    assert len(graphs[0][1]) == 2 + per_point // 3
+    assert len(jobs) == 2 + per_point
+    for seed in (0, 1):
+        for unit in controls:
+            first = f"seed-{seed}-{unit}"
+            second, third = (f"sw-{t}/{first}" for t in ("eagle", "dolphin"))
+            assert first in by_name and second in by_name and third in by_name
+            # one after the other: the shared artifacts are built once, never concurrently
+            assert first in by_name[second].needs and second in by_name[third].needs
+        for target in ("owl", "eagle", "dolphin"):
+            for unit in (f"teacher:{target}", f"student-hard:{target}"):
+                assert f"seed-{seed}-{unit}" in by_name
+    # every point's jobs map to merged jobs that do that point's work
+    for point, (_, local_jobs) in zip(points, graphs, strict=True):
+        for job in local_jobs:
+            merged = by_name[names[point.name][job.name]]
+            assert merged.args == job.args
+    # data units of every point come before any student
+    first_student = min(i for i, j in enumerate(jobs) if "student" in j.name)
+    assert all("teacher:" in j.name or j.name.startswith("base-") for j in jobs[:6])
+    assert all("teacher:" not in j.name for j in jobs[first_student + 6 :])
+
+
+def test_identical_jobs_merge_and_the_merged_graph_runs(tmp_path: Path) -> None:
+    f = tmp_path / "shared.txt"
+    write = Job("write", Path.write_text, (f, "shared"))
+    a = [write, Job("read", Path.read_text, (f,), ("write",))]
+    b = [Job("write", Path.write_text, (f, "shared")), Job("n", len, ("xyz",), ("write",))]
+    jobs, names = merge_graphs([("a", a), ("b", b)])
+    assert [j.name for j in jobs] == ["write", "read", "n"]
+    assert names == {"a": {"write": "write", "read": "read"}, "b": {"write": "write", "n": "n"}}
+    assert run_jobs(jobs, workers=2) == {"write": 6, "read": "shared", "n": 3}
