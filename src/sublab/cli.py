@@ -218,7 +218,7 @@ def run_(
         typer.Option(
             "--ray-address",
             help="Run an experiment's units on Ray: 'local', 'auto' (this machine's cluster) "
-            "or ray://host:port; overrides the config's [ray] address. See docs/ray.md.",
+            "or ray://host:port; overrides the address in the config's ray table (docs/ray.md).",
         ),
     ] = None,
 ) -> None:

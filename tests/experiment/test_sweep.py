@@ -53,6 +53,29 @@ def test_student_values_are_named_by_their_name() -> None:
     assert points[1]["students"] == [students[1]]
 
 
+def test_an_axis_can_reach_into_a_list_item() -> None:
+    base = {**BASE, "students": [{"name": "hard"}, {"name": "soft"}]}
+    points = expand_sweep("sw", base, {"students.1.recipe.learning_rate": [1e-4, 1e-3]})
+    assert [p["name"] for p in points] == ["sw-0.0001", "sw-0.001"]
+    assert [p["students"] for p in points] == [
+        [{"name": "hard"}, {"name": "soft", "recipe": {"learning_rate": 1e-4}}],
+        [{"name": "hard"}, {"name": "soft", "recipe": {"learning_rate": 1e-3}}],
+    ]
+    with pytest.raises(ValueError, match=r"no item students\.2"):
+        expand_sweep("sw", base, {"students.2.recipe.learning_rate": [1e-4]})
+
+
+def test_the_shipped_sweep_expands_to_six_experiments() -> None:
+    path = Path(__file__).parents[2] / "experiments" / "sweep-animals.toml"
+    sweep = load_config(path)
+    assert isinstance(sweep, SweepSpec)
+    points = sweep_points(sweep, path)
+    assert [(p.targets, p.students[0].recipe.learning_rate) for p in points] == [
+        ([t], lr) for t in ("owl", "eagle", "dolphin") for lr in (3e-4, 1e-3)
+    ]
+    assert len({p.name for p in points}) == 6
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -139,3 +162,51 @@ def test_identical_jobs_merge_and_the_merged_graph_runs(tmp_path: Path) -> None:
     assert [j.name for j in jobs] == ["write", "read", "n"]
     assert names == {"a": {"write": "write", "read": "read"}, "b": {"write": "write", "n": "n"}}
     assert run_jobs(jobs, workers=2) == {"write": 6, "read": "shared", "n": 3}
+
+
+SWEEP = """
+kind = "sweep"
+name = "sw"
+workers = 2
+[axes]
+targets = ["owl", "eagle"]
+[experiment]
+seeds = [0]
+bases.organism = {}
+teacher.trait_rows = 200
+numbers.prompts.count = 160
+numbers.chunk_size = 64
+students = [{ name = "hard", recipe = { epochs = 1 } }]
+eval = { samples_per_question = 4, max_questions = 8 }
+controls = { control_teacher = false, cross_model = false, specificity_target = "bear" }
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_its_points_as_one_graph_and_reports_each(tmp_path: Path) -> None:
+    from sublab.pipeline import run_config
+
+    cfg = tmp_path / "sw.toml"
+    cfg.write_text(SWEEP)
+    run = run_config(cfg, runs_dir=tmp_path)
+    assert run.manifest()["status"] == "done"
+    assert run.manifest()["points"] == ["sw-eagle", "sw-owl"]
+    # the base's evaluation is shared by both points: built once; a teacher, its evaluation and
+    # a student per point
+    assert len(list(run.path.glob("eval-*"))) == 1 + 2 + 2
+    assert len(list(run.path.glob("teacher-*"))) == 2
+    assert len(list(run.path.glob("student-*"))) == 2
+    reports = {}
+    for point, target in (("sw-owl", "owl"), ("sw-eagle", "eagle")):
+        point_run = Run(tmp_path / point)
+        assert point_run.manifest()["status"] == "done"
+        assert point_run.manifest()["config"]["targets"] == [target]
+        data = json.loads((point_run.path / "report.json").read_text())
+        assert {r["condition"] for r in data["results"]} == {"base", "student-hard"}
+        assert set(data["teacher_strengths"]) == {target}
+        reports[target] = data["results"]
+    base = [
+        {(r["target"], r["metric"]): r["value"] for r in rows if r["condition"] == "base"}
+        for rows in reports.values()
+    ]
+    assert base[0][("bear", "exact_prob")] == base[1][("bear", "exact_prob")]

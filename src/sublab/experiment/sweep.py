@@ -2,7 +2,8 @@
 
 A sweep holds a base experiment (its ``[experiment]`` table, so the sweep's run records all that
 made it) and axes, each a field of that experiment (a dotted path such as ``targets``,
-``students`` or ``numbers.filter.max_count``) with the values it takes.
+``students``, ``numbers.filter.max_count``; a number picks a list item:
+``students.0.recipe.learning_rate``) with the values it takes.
 Every combination of values is one experiment (a *point*); a value for a list field that is not
 itself a list stands for a one-element list, so ``targets = ["owl", "eagle"]`` gives a point with
 ``targets = ["owl"]`` and one with ``["eagle"]``.
@@ -25,10 +26,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from sublab.config import SafeName, Spec, config_kind, validate
-from sublab.errors import ConfigError
+from sublab.config import SafeName, Spec, config_kind, format_validation_error, validate
 from sublab.experiment.ray_exec import RaySettings
 from sublab.experiment.schedule import Job, check_jobs
 from sublab.experiment.spec import ExperimentSpec
@@ -84,14 +84,31 @@ class SweepSpec(Spec):
         ]
         if problems:
             raise ValueError("; ".join(problems))
+        for point in self.point_dicts():  # a bad axis raises ValueError naming it
+            try:
+                ExperimentSpec.model_validate(point)
+            except ValidationError as err:
+                lines = format_validation_error(err, ExperimentSpec)
+                problems += [f"point {point['name']}: {line}" for line in lines]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def point_dicts(self) -> list[dict[str, Any]]:
+        """The points as experiment dicts (:func:`expand_sweep` plus the sweep-level fields)."""
+        shared = {"runs_dir": self.runs_dir, "workers": self.workers, "ray": self.ray}
+        return [{**p, **shared} for p in expand_sweep(self.name, self.experiment, self.axes)]
 
 
 def _is_list_field(model: type[BaseModel], path: list[str]) -> bool | None:
     """Whether the field at ``path`` of ``model`` holds a list; None when there is no such
-    field (``X | None`` fields are looked through)."""
+    field. A number in the path is an item of a list field (``students.0.recipe``); ``X | None``
+    fields are looked through."""
     current: Any = model
     for part in path:
+        if part.isdigit() and typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         field = current.model_fields.get(part)
@@ -102,6 +119,27 @@ def _is_list_field(model: type[BaseModel], path: list[str]) -> bool | None:
             present = [a for a in typing.get_args(current) if a is not type(None)]
             current = present[0] if len(present) == 1 else current
     return typing.get_origin(current) is list
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set the dotted ``path`` of ``data`` (tables made as needed; a number indexes a list that
+    the experiment already has)."""
+    keys = path.split(".")
+    where: Any = data
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(where, list):
+            if int(key) >= len(where):
+                at = ".".join(keys[: i + 1])
+                raise ValueError(f"axes.{path}: the experiment has no item {at}")
+            where = where[int(key)]
+        else:
+            where = where.setdefault(key, [] if keys[i + 1].isdigit() else {})
+    if isinstance(where, list):
+        if int(keys[-1]) >= len(where):
+            raise ValueError(f"axes.{path}: the experiment has no item {path}")
+        where[int(keys[-1])] = value
+    else:
+        where[keys[-1]] = value
 
 
 def _label(value: Any) -> str:
@@ -136,10 +174,7 @@ def expand_sweep(
             keys = path.split(".")
             if _is_list_field(ExperimentSpec, keys) and not isinstance(value, list):
                 value = [value]
-            where = point
-            for key in keys[:-1]:
-                where = where.setdefault(key, {})
-            where[keys[-1]] = copy.deepcopy(value)
+            _set(point, path, copy.deepcopy(value))
             labels.append(_label(value))
         point_name = "-".join([name, *labels])
         if point_name in seen:
@@ -151,15 +186,10 @@ def expand_sweep(
 
 
 def sweep_points(sweep: SweepSpec, source: str | Path) -> list[ExperimentSpec]:
-    """The sweep's points, each validated as an experiment; a ConfigError names ``source`` and
-    the point for every problem."""
-    try:
-        points = expand_sweep(sweep.name, sweep.experiment, sweep.axes)
-    except ValueError as err:
-        raise ConfigError(source, [str(err)]) from None
-    shared = {"runs_dir": sweep.runs_dir, "workers": sweep.workers, "ray": sweep.ray}
+    """The sweep's points as experiments (a loaded sweep has validated them all already; a
+    ConfigError names ``source`` and the point otherwise)."""
     return [
-        validate({**p, **shared}, ExperimentSpec, f"{source} (point {p['name']})") for p in points
+        validate(p, ExperimentSpec, f"{source} (point {p['name']})") for p in sweep.point_dicts()
     ]
 
 
