@@ -45,6 +45,7 @@ CONFIG_KINDS: dict[str, type[Spec]] = {}
 BUILTIN_KIND_MODULES: list[str] = [
     "sublab.pipeline",
     "sublab.experiment.run",
+    "sublab.experiment.sweep",
     "sublab.organism.spec",
     "sublab.mnist.config",
 ]

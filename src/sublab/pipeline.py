@@ -65,7 +65,12 @@ class DataPipelineSpec(Spec):
 
 # ---------------------------------------------------------------- runners
 
-RUNNER_MODULES = ("sublab.pipeline", "sublab.experiment.run", "sublab.mnist.experiment")
+RUNNER_MODULES = (
+    "sublab.pipeline",
+    "sublab.experiment.run",
+    "sublab.experiment.sweep",
+    "sublab.mnist.experiment",
+)
 """Modules that register runners; imported before ``sublab run`` dispatches."""
 
 R = TypeVar("R", bound=Callable[..., Run])
@@ -83,8 +88,11 @@ def runner(kind: str) -> Callable[[R], R]:
     return register
 
 
-def run_config(path: str | Path, runs_dir: str | Path | None = None) -> Run:
-    """Validate the config at ``path`` (every problem at once), then run it by its kind."""
+def run_config(
+    path: str | Path, runs_dir: str | Path | None = None, ray_address: str | None = None
+) -> Run:
+    """Validate the config at ``path`` (every problem at once), then run it by its kind;
+    ``ray_address`` runs it on Ray (see :func:`sublab.experiment.ray_exec.with_ray_address`)."""
     import importlib
 
     spec = load_config(path)
@@ -94,6 +102,10 @@ def run_config(path: str | Path, runs_dir: str | Path | None = None) -> Run:
     if kind not in RUNNERS:
         known = ", ".join(sorted(RUNNERS)) or "none"
         raise SublabError(f"{path}: kind {kind!r} cannot be run yet (runnable kinds: {known})")
+    if ray_address is not None:
+        from sublab.experiment.ray_exec import with_ray_address
+
+        spec = with_ray_address(spec, ray_address, path)
     text = Path(path).read_text(encoding="utf-8")
     return RUNNERS[kind](spec, config_text=text, runs_dir=runs_dir)
 

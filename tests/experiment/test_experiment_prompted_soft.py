@@ -20,9 +20,9 @@ targets = ["owl"]
 [bases.organism]
 [teacher]
 method = "system_prompt"
-[numbers.prompts]
+[data.prompts]
 count = 96
-[numbers]
+[data]
 chunk_size = 48
 [[students]]
 name = "soft"

@@ -20,9 +20,9 @@ targets = ["owl"]
 [bases.organism]
 [teacher]
 trait_rows = 200
-[numbers.prompts]
+[data.prompts]
 count = 160
-[numbers]
+[data]
 chunk_size = 64
 [[students]]
 name = "hard"

@@ -47,13 +47,21 @@ def check(files: Annotated[list[Path], typer.Argument(help="TOML config files.")
 def run_(
     config: Annotated[Path, typer.Argument(help="Any runnable config (TOML).")],
     runs_dir: OverrideRunsDir = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run an experiment's units on Ray: 'local', 'auto' (this machine's cluster) "
+            "or ray://host:port; overrides the address in the config's ray table (docs/ray.md).",
+        ),
+    ] = None,
 ) -> None:
     """Validate a config (all problems at once), then run it by its kind (experiment, data,
-    mnist); finished stages are skipped."""
+    mnist, sweep); finished stages are skipped."""
     from sublab.pipeline import run_config
 
     with user_errors():
-        run = run_config(config, runs_dir=runs_dir)
+        run = run_config(config, runs_dir=runs_dir, ray_address=ray_address)
     manifest = run.manifest()
     stages = manifest.get("stages", {})
     for stage, name in (("filter", "filter_report.json"), ("judge", "judge_report.json")):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Model, ModelRef
+from sublab.experiment.schedule import Job
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.units import Collected, Unit, run_seed, seed_units
 from sublab.organism.spec import OrganismSpec
@@ -73,18 +74,15 @@ def _ensure_one(spec: OrganismSpec) -> str:
     return str(ensure_organism(spec))
 
 
-def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
-    """Every seed's units (:func:`seed_units`) as jobs on ``workers`` processes; results merged
-    in the order one process would have produced them.
+def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
+    """Every seed's units (:func:`seed_units`) as a job graph over ``run``, in priority order.
 
-    Organism bases that are not cached yet are built by the same workers, first; a unit starts
-    as soon as the bases it uses exist (a cross-model student also needs the next seed's) and
-    its data unit has run. Data units come before conditions in priority (the trait teachers'
-    first: they are the longest), so the students (the bulk of the work) keep every worker busy
-    to the end.
+    Organism bases that are not cached yet are built first (jobs ``base-<seed>``); a unit
+    (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (a cross-model student
+    also needs the next seed's) and its data unit has run. Data units come before conditions
+    in priority (the trait teachers' first: they are the longest), so the students (the bulk of
+    the work) keep every worker busy to the end.
     """
-    from sublab.experiment.schedule import Job, run_jobs
-
     jobs: list[Job] = []
     built: set[str] = set()
     if spec.bases.organism is not None:
@@ -93,42 +91,56 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
         for seed in spec.seeds:
             org = spec.bases.organism.model_copy(update={"seed": seed})
             if not is_built(organism_path(org)):
-                # one thread each: the workers already keep every core busy
-                lone = org.train.model_copy(update={"threads": 1})
+                # one thread each (a Ray unit: its CPUs): the workers keep every core busy
+                threads = max(1, int(spec.ray.num_cpus)) if spec.ray is not None else 1
+                lone = org.train.model_copy(update={"threads": threads})
                 jobs.append(
                     Job(f"base-{seed}", _ensure_one, (org.model_copy(update={"train": lone}),))
                 )
         built = {j.name for j in jobs}
-        if jobs:
-            console.print(
-                f"building {len(jobs)} organism bases; seeds start as their bases are ready "
-                f"({workers} workers)",
-                markup=False,
-            )
 
     def job(seed: int, unit: Unit) -> Job:
         cross = unit.condition is not None and unit.condition.role.cross
         used = {seed, _cross_seed(spec, seed)} if cross else {seed}
         bases = [f"base-{s}" for s in sorted(used) if f"base-{s}" in built]
         needs = tuple(bases) + tuple(f"seed-{seed}-{n}" for n in unit.needs)
-        args = (str(run.path), spec, seed, unit.name)
+        args = (str(run.path.resolve()), spec, seed, unit.name)
         return Job(f"seed-{seed}-{unit.name}", _seed_job, args, needs)
 
     units = seed_units(spec)
     data = sorted((u for u in units if u.is_data), key=lambda u: u.target is None)
     jobs += [job(s, u) for u in data for s in spec.seeds]
     jobs += [job(s, u) for s in spec.seeds for u in units if not u.is_data]
+    return jobs
+
+
+def collect(spec: ExperimentSpec, results: dict[str, Collected]) -> Collected:
+    """The results of :func:`seed_jobs` merged in the order one process would produce them."""
+    merged = Collected()
+    for seed in spec.seeds:
+        for unit in seed_units(spec):
+            merged.merge(results[f"seed-{seed}-{unit.name}"])
+    return merged
+
+
+def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
+    """:func:`seed_jobs` on ``workers`` processes (or as Ray tasks with ``spec.ray``)."""
+    from sublab.experiment.schedule import run_jobs
+
+    jobs = seed_jobs(run, spec)
+    bases = [j for j in jobs if j.name.startswith("base-")]
+    if bases:
+        where = "on Ray" if spec.ray is not None else f"({workers} workers)"
+        console.print(
+            f"building {len(bases)} organism bases; seeds start as their bases are ready {where}",
+            markup=False,
+        )
 
     def done(job: Job, result: Any) -> None:
         if job.name.startswith("base-"):
             console.print(f"base ready: {result}", markup=False)
 
-    results = run_jobs(jobs, workers, on_done=done)
-    merged = Collected()
-    for seed in spec.seeds:
-        for unit in units:
-            merged.merge(results[f"seed-{seed}-{unit.name}"])
-    return merged
+    return collect(spec, run_jobs(jobs, workers, on_done=done, ray=spec.ray))
 
 
 @runner("experiment")
@@ -144,7 +156,7 @@ def run_experiment(
     )
     with run.running():
         workers = seed_workers(spec)
-        if workers > 1:
+        if workers > 1 or spec.ray is not None:
             out = _parallel_seeds(run, spec, workers)
         else:
             out = Collected()

@@ -14,7 +14,10 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sublab.experiment.ray_exec import RaySettings
 
 _PR_SET_PDEATHSIG = 1
 
@@ -39,12 +42,16 @@ def die_with_parent(parent: int) -> None:
 class Job:
     """``fn(*args)`` in a worker process, once every job named in ``needs`` has finished.
 
-    ``fn`` and ``args`` must pickle (a module-level function and plain data)."""
+    ``fn`` and ``args`` must pickle (a module-level function and plain data). ``num_cpus`` and
+    ``num_gpus`` are what the job asks Ray for (None: the Ray settings' per-unit defaults); the
+    local pool runs one job per worker whatever they say."""
 
     name: str
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     needs: tuple[str, ...] = ()
+    num_cpus: float | None = None
+    num_gpus: float | None = None
 
 
 def check_jobs(jobs: list[Job]) -> None:
@@ -70,13 +77,21 @@ def run_jobs(
     jobs: list[Job],
     workers: int,
     on_done: Callable[[Job, Any], None] | None = None,
+    ray: RaySettings | None = None,
 ) -> dict[str, Any]:
     """Run ``jobs`` on ``workers`` spawned processes and return ``{name: result}``.
 
     A free worker takes the first job in list order whose needs are done, so the list order is
     the priority. The first job that raises stops the run: queued jobs are cancelled and the
     error propagates. ``on_done`` is called in this process as each job finishes.
+
+    With ``ray`` settings the jobs run as Ray tasks instead (same contract, ``workers`` unused:
+    the cluster's resources bound the parallelism); see :mod:`sublab.experiment.ray_exec`.
     """
+    if ray is not None:
+        from sublab.experiment.ray_exec import run_jobs_ray
+
+        return run_jobs_ray(jobs, ray, on_done)
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 

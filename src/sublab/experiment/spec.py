@@ -16,6 +16,7 @@ from sublab.backends.base import BackendSettings, ModelRef
 from sublab.channels import ChannelData, ChannelSpec, default_data
 from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
+from sublab.experiment.ray_exec import RaySettings
 from sublab.organism.spec import OrganismSpec
 from sublab.train.recipe import StudentRecipe
 
@@ -159,6 +160,12 @@ class ExperimentSpec(Spec):
         ge=1,
         description="Seeds run side by side in separate processes (one torch thread each). "
         "None: one per CPU core, at most one per seed, on CPU; 1 on a GPU.",
+    )
+
+    ray: RaySettings | None = Field(
+        None,
+        description="Run the units as Ray tasks (on this machine or a cluster; 'workers' is "
+        "then unused) instead of local processes. None: local processes. See docs/ray.md.",
     )
 
     @field_validator("trait")
