@@ -72,6 +72,7 @@ def train_conditions(
     """Train every condition; return per-model test accuracies and facts (timings, sizes)."""
     import torch
 
+    from sublab.cpu import cpu_features
     from sublab.mnist.data import load_image_set
     from sublab.mnist.mlp import cat_params, clone_params, derangement, init_params, layer_sizes
     from sublab.mnist.train import (
@@ -92,7 +93,7 @@ def train_conditions(
         limit_train=d.limit_train,
         seed=spec.seed,
     )
-    dtype, autocast = resolve_dtype(spec.dtype, spec.device)
+    dtype, autocast, dtype_reason = resolve_dtype(spec.dtype, spec.device)
     dev = torch.device(spec.device)
     classes = 10
     m = spec.models
@@ -164,6 +165,8 @@ def train_conditions(
         "student_seconds": round(student_s, 2),
         "dtype": str(dtype).removeprefix("torch."),
         "autocast": None if autocast is None else str(autocast).removeprefix("torch."),
+        "dtype_reason": dtype_reason,
+        "cpu": cpu_features().summary() if dev.type == "cpu" else None,
         "device": str(dev),
     }
     return accs, facts
@@ -209,6 +212,8 @@ def run_figure(
         return {
             "models": spec.models,
             **{k: facts[k] for k in ("teacher_seconds", "student_seconds")},
+            "products_dtype": facts["autocast"] or facts["dtype"],
+            "dtype_reason": facts["dtype_reason"],
         }
 
     try:
