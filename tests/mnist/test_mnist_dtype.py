@@ -53,6 +53,14 @@ def test_auto_dtype_follows_the_cpu_features(text: str, bf16: bool, why: str) ->
     assert ("no AMX" in features.summary()) != features.amx
 
 
+def test_auto_keeps_float32_for_small_products_on_cpu() -> None:
+    features = cpu_features(XEON_AMX)
+    assert resolve_dtype("auto", "cpu", features, 64, (64, 64)).compute is None
+    assert "too small" in resolve_dtype("auto", "cpu", features, 1024, (64,)).reason
+    assert resolve_dtype("auto", "cpu", features, 256, (128, 256)).compute == torch.bfloat16
+    assert resolve_dtype("auto", "cuda", features, 64, (16,)).compute == torch.bfloat16
+
+
 def test_without_onednn_bf16_is_never_fast() -> None:
     features = cpu_features(XEON_AMX)
     no_onednn = type(features)(features.model, features.flags, features.torch_capability, False)

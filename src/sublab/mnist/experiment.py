@@ -93,7 +93,9 @@ def train_conditions(
         limit_train=d.limit_train,
         seed=spec.seed,
     )
-    dtype, autocast, dtype_reason = resolve_dtype(spec.dtype, spec.device)
+    dtype, autocast, dtype_reason = resolve_dtype(
+        spec.dtype, spec.device, None, spec.train.batch_size, tuple(spec.model.hidden)
+    )
     dev = torch.device(spec.device)
     classes = 10
     m = spec.models
