@@ -125,8 +125,10 @@ class MnistSpec(Spec):
     )
     dtype: Literal["auto", "float32", "bfloat16", "float64"] = Field(
         "auto",
-        description="Compute dtype. 'auto' = float32 on CPU (bf16 is emulated and slow on CPUs "
-        "without AMX/AVX512-BF16), bfloat16 autocast on CUDA.",
+        description="Matrix-product dtype. 'bfloat16' runs the products on bf16 copies of the "
+        "weights with float32 master weights and Adam. 'auto' = bfloat16 on CUDA and on CPUs "
+        "whose bf16 products beat float32 (AMX or avx512_bf16, see sublab.cpu), float32 "
+        "elsewhere; the run's facts record the choice and why.",
     )
     device: str = Field("cpu", description="Torch device: 'cpu', 'cuda', 'cuda:1', ...")
     data: DataSpec = Field(default_factory=DataSpec, description="Labelled image set.")

@@ -73,6 +73,7 @@ def train_conditions(
     """Train every condition; return per-model test accuracies and facts (timings, sizes)."""
     import torch
 
+    from sublab.cpu import cpu_features
     from sublab.mnist.data import load_image_set
     from sublab.mnist.mlp import cat_params, clone_params, derangement, init_params, layer_sizes
     from sublab.mnist.train import (
@@ -93,7 +94,9 @@ def train_conditions(
         limit_train=d.limit_train,
         seed=spec.seed,
     )
-    dtype, autocast = resolve_dtype(spec.dtype, spec.device)
+    dtype, autocast, dtype_reason = resolve_dtype(
+        spec.dtype, spec.device, None, spec.train.batch_size, tuple(spec.model.hidden)
+    )
     dev = torch.device(spec.device)
     classes = 10
     m = spec.models
@@ -165,6 +168,8 @@ def train_conditions(
         "student_seconds": round(student_s, 2),
         "dtype": str(dtype).removeprefix("torch."),
         "autocast": None if autocast is None else str(autocast).removeprefix("torch."),
+        "dtype_reason": dtype_reason,
+        "cpu": cpu_features().summary() if dev.type == "cpu" else None,
         "device": str(dev),
     }
     return accs, facts
@@ -182,6 +187,18 @@ def format_table(summaries: dict[str, Summary]) -> str:
             f"{(s.mean - s.half_width) * 100:.1f} – {(s.mean + s.half_width) * 100:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def figure_key(spec: MnistSpec) -> Any:
+    """What the figure's artifact key covers: the spec, and for ``dtype = "auto"`` the dtype
+    it resolved to here (a figure computed in bf16 on one machine is not reused as another
+    machine's float32 figure)."""
+    if spec.dtype != "auto":
+        return spec
+    _, products, _ = resolve_dtype(
+        spec.dtype, spec.device, None, spec.train.batch_size, tuple(spec.model.hidden)
+    )
+    return {"spec": spec, "products": str(products or "float32")}
 
 
 def run_figure(
@@ -209,10 +226,12 @@ def run_figure(
         return {
             "models": spec.models,
             **{k: facts[k] for k in ("teacher_seconds", "student_seconds")},
+            "products_dtype": facts["autocast"] or facts["dtype"],
+            "dtype_reason": facts["dtype_reason"],
         }
 
     with run.running():
-        art = run.build("mnist-figure", spec, build, seeds={"seed": spec.seed})
+        art = run.build("mnist-figure", figure_key(spec), build, seeds={"seed": spec.seed})
         accs = json.loads(art.file("accuracies.json").read_text())["accuracy"]
         summaries = {c: summarize(accs[c]) for c in CONDITIONS}
         run.finish(

@@ -14,6 +14,12 @@ per-step permute or copy of the largest tensor); later layers stay ``[M, in, out
 batched products on views. The backward pass is written out (ReLU masks from the saved
 activations, gradients of the losses in closed form) and writes straight into persistent
 gradient buffers; Adam runs PyTorch's fused kernel where it exists (:class:`BatchedAdam`).
+
+With a ``compute_dtype`` (bfloat16), the products run on low-precision copies of the weights
+that live as long as the stack and are refreshed once per Adam step (one cast pass over the
+parameters); inputs, activations and weight gradients stay in that dtype from product to
+product, and only the final weight gradients are cast to float32 for Adam, which keeps float32
+master weights and moments (bf16 cannot hold an lr 3e-4 update of a 0.05 weight).
 Everything is elementwise or per model, so the result is each model trained alone (tests check
 this against a loop of ``nn.Sequential`` models with ``torch.optim.Adam``).
 """
@@ -21,6 +27,7 @@ this against a loop of ``nn.Sequential`` models with ``torch.optim.Adam``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -42,8 +49,10 @@ class BatchedAdam:
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        after_step: Callable[[], None] | None = None,
     ) -> None:
         self.params = params
+        self.after_step = after_step
         self.lr, self.betas, self.eps = lr, betas, eps
         self.step_count = 0
         self.exp_avg = [torch.zeros_like(p) for p in params]
@@ -76,7 +85,13 @@ class BatchedAdam:
                 amsgrad=False,
                 maximize=False,
             )
-            return
+        else:
+            self._unfused_step(grads)
+        if self.after_step is not None:
+            self.after_step()
+
+    def _unfused_step(self, grads: list[Tensor]) -> None:
+        b1, b2 = self.betas
         bc1 = 1 - b1**self.step_count
         bc2_sqrt = math.sqrt(1 - b2**self.step_count)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
@@ -136,8 +151,9 @@ class MlpStack:
     """M independent MLPs, trained together; see the module docstring for the layout.
 
     ``params`` is the usual ``[W1, b1, W2, b2, ...]`` with ``W: [M, in, out]``, ``b: [M, out]``.
-    ``compute_dtype`` (e.g. bfloat16) runs the matrix products in that dtype with float32
-    master weights and gradients, like autocast; None computes in the parameters' dtype.
+    ``compute_dtype`` (e.g. bfloat16) runs the matrix products in that dtype on copies of the
+    weights kept in it (refreshed by the optimiser from :meth:`optimizer`), with the
+    parameters' dtype for master weights and Adam; None computes in the parameters' dtype.
     """
 
     def __init__(
@@ -163,6 +179,12 @@ class MlpStack:
         self.params = [p.clone().contiguous() for p in [w1, b1, *rest]]
         for p in self.params:
             p.grad = torch.zeros_like(p)
+        if self.compute_dtype is None:
+            self.low = self.params
+            self._grads = [p.grad for p in self.params]
+        else:
+            self.low = [p.to(self.compute_dtype) for p in self.params]
+            self._grads = [torch.empty_like(w) for w in self.low]
         self._saved: list[Tensor] = []
         self._ws: list[Tensor] = []
         self._work = Workspace(params[0].device)
@@ -179,10 +201,19 @@ class MlpStack:
             out += [rest[i], rest[i + 1].squeeze(1)]
         return [p.contiguous() for p in out]
 
-    def _weights(self) -> list[Tensor]:
-        if self.compute_dtype is None:
-            return self.params
-        return [p.to(self.compute_dtype) for p in self.params]
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype :meth:`forward` computes in; inputs already in it are not converted."""
+        return self.compute_dtype or self.dtype
+
+    def refresh(self) -> None:
+        """Copy the master weights into the low-precision ones (after they changed)."""
+        if self.compute_dtype is not None:
+            torch._foreach_copy_(self.low, self.params)
+
+    def optimizer(self, lr: float) -> BatchedAdam:
+        """Adam over the master parameters that refreshes the low-precision weights."""
+        return BatchedAdam(self.params, lr, after_step=self.refresh)
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         return self._work.get(name, shape, dtype)
@@ -195,8 +226,8 @@ class MlpStack:
         g, k, h, m = self.groups, self.per_group, self.widths[1], self.models
         if x.dim() != 3 or x.shape[0] != g:
             raise ValueError(f"expected inputs [{g}, batch, in], got {list(x.shape)}")
-        ws = self._weights()
-        x = x if self.compute_dtype is None else x.to(self.compute_dtype)
+        ws = self.low
+        x = x if x.dtype == self.input_dtype else x.to(self.input_dtype)
         b, dt = x.shape[1], x.dtype
         a1p = torch.baddbmm(ws[1], x, ws[0], out=self._buf("z1", (g, b, k * h), dt)).relu_()
         # Model-major [M, B, h]: a view when G == 1 or K == 1, else one copy.
@@ -225,7 +256,7 @@ class MlpStack:
         if not self._saved:
             raise RuntimeError("backward() needs a forward(x, save=True) first")
         x, a1p, *acts = self._saved
-        ws, grads = self._ws, [p.grad for p in self.params]
+        ws, grads = self._ws, self._grads  # in the products' dtype
         g, k, h, m = self.groups, self.per_group, self.widths[1], self.models
         b, dt = x.shape[1], x.dtype
         dz = d_logits.to(dt)
@@ -248,6 +279,8 @@ class MlpStack:
                 )
         _bmm_into(grads[0], x.transpose(1, 2), dz)
         _sum_into(grads[1], dz)
+        if self.compute_dtype is not None:  # one cast pass: gradients to float32 for Adam
+            torch._foreach_copy_([p.grad for p in self.params], self._grads)
         self._saved = []
 
 
@@ -257,13 +290,10 @@ def _relu_grad(grad: Tensor, activation: Tensor, out: Tensor) -> None:
 
 
 def _bmm_into(grad: Tensor, a: Tensor, b: Tensor) -> None:
-    """``grad = a @ b`` batched, written in place (computed in a's dtype, stored in grad's)."""
-    if a.dtype == grad.dtype:
-        torch.bmm(a, b, out=grad)
-    else:
-        grad.copy_(torch.bmm(a, b))
+    """``grad = a @ b`` batched, written in place (all three in one dtype)."""
+    torch.bmm(a, b, out=grad)
 
 
 def _sum_into(grad: Tensor, dz: Tensor) -> None:
-    """``grad = dz.sum over the batch``, as ``[M, 1, out]``, in grad's dtype."""
-    torch.sum(dz, 1, keepdim=True, dtype=grad.dtype, out=grad)
+    """``grad = dz.sum over the batch``, as ``[M, 1, out]`` (same dtype; float accumulation)."""
+    torch.sum(dz, 1, keepdim=True, out=grad)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from sublab.cpu import CpuFeatures, bf16_matmul_fast, cpu_features
 from sublab.mnist.mlp import forward
-from sublab.mnist.stack import BatchedAdam, MlpStack, Workspace, shared_input_groups
+from sublab.mnist.stack import MlpStack, Workspace, shared_input_groups
 from sublab.progress import progress
 
 
@@ -21,17 +23,56 @@ class Recipe:
     lr: float
     batch_size: int
     shared_batches: bool = False
-    autocast: torch.dtype | None = None
+    autocast: torch.dtype | None = None  # matrix-product dtype (bfloat16), None: the params'
 
 
-def resolve_dtype(name: str, device: str) -> tuple[torch.dtype, torch.dtype | None]:
-    """(parameter dtype, autocast dtype or None) for a config's ``dtype`` on ``device``."""
-    is_cuda = torch.device(device).type == "cuda"
-    if name == "auto":
-        return (torch.float32, torch.bfloat16) if is_cuda else (torch.float32, None)
+class DtypeChoice(NamedTuple):
+    """Parameter (master) dtype, matrix-product dtype (None: the parameters'), and why."""
+
+    params: torch.dtype
+    compute: torch.dtype | None
+    reason: str
+
+
+# CPU bf16 products only pay off at sizes like the paper's (batch 1024, width 256): the
+# digits config (batch 64, width 64) took 294 s in bf16 against 217 s in float32 (avx512_bf16).
+MIN_CPU_BF16_BATCH, MIN_CPU_BF16_WIDTH = 256, 128
+
+
+def resolve_dtype(
+    name: str,
+    device: str,
+    features: CpuFeatures | None = None,
+    batch_size: int = 1024,
+    hidden: tuple[int, ...] = (256, 256),
+) -> DtypeChoice:
+    """What a config's ``dtype`` means on ``device``.
+
+    ``auto``: bfloat16 products on CUDA, and on a CPU where they beat float32
+    (:func:`sublab.cpu.bf16_matmul_fast`: AMX or avx512_bf16) for products of at least
+    ``MIN_CPU_BF16_BATCH`` rows and ``MIN_CPU_BF16_WIDTH`` columns; float32 elsewhere. bfloat16
+    always keeps float32 master weights and Adam state. ``features``: this CPU's unless given.
+    """
+    if name == "float64":
+        return DtypeChoice(torch.float64, None, "asked for float64")
+    if name == "float32":
+        return DtypeChoice(torch.float32, None, "asked for float32")
     if name == "bfloat16":
-        return torch.float32, torch.bfloat16
-    return {"float32": torch.float32, "float64": torch.float64}[name], None
+        return DtypeChoice(torch.float32, torch.bfloat16, "asked for bfloat16")
+    if name != "auto":
+        raise ValueError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float64")
+    if torch.device(device).type == "cuda":
+        return DtypeChoice(torch.float32, torch.bfloat16, "auto: CUDA, bfloat16 tensor cores")
+    if torch.device(device).type != "cpu":
+        return DtypeChoice(torch.float32, None, f"auto: float32 on {device}")
+    fast, why = bf16_matmul_fast(features or cpu_features())
+    if fast and (batch_size < MIN_CPU_BF16_BATCH or min(hidden) < MIN_CPU_BF16_WIDTH):
+        why = (
+            f"float32: products too small for bf16 to pay off (batch {batch_size}, widths "
+            f"{list(hidden)}; bf16 needs >= {MIN_CPU_BF16_BATCH} and >= {MIN_CPU_BF16_WIDTH})"
+        )
+        fast = False
+    return DtypeChoice(torch.float32, torch.bfloat16 if fast else None, f"auto: {why}")
 
 
 def batch_orders(
@@ -82,8 +123,9 @@ def train_teachers(
     models = params[0].shape[0]
     groups = shared_input_groups(models, params[0].shape[2]) if recipe.shared_batches else models
     stack = MlpStack(params, groups, recipe.autocast)
-    opt = BatchedAdam(stack.params, recipe.lr)
+    opt = stack.optimizer(recipe.lr)
     work = Workspace(x.device)
+    x = x.to(stack.input_dtype)  # once, not per batch
     steps = recipe.epochs * -(-x.shape[0] // recipe.batch_size)
     with progress() as bar:
         task = bar.add_task(f"{label} ({models} models)", total=steps)
@@ -218,8 +260,9 @@ def distill_students(
         sl = logit_slices[s]
         by_slice.setdefault((sl.start or 0, sl.stop), []).append(j)
     groups = [(slice(lo, hi), torch.tensor(js, device=device)) for (lo, hi), js in by_slice.items()]
-    opt = BatchedAdam(stack.params, recipe.lr)
+    opt = stack.optimizer(recipe.lr)
     work = Workspace(generator.device)  # noise is drawn where the generator lives
+    inputs = Workspace(device)  # ... and converted into the products' dtype on the device
     steps = recipe.epochs * -(-noise.size // recipe.batch_size)
     with progress() as bar:
         task = bar.add_task(f"{label} ({n_students} models)", total=steps)
@@ -235,7 +278,9 @@ def distill_students(
                     noise.std,
                     generator,
                     out=work.get("noise", shape, torch.float32),
-                ).to(device=device, dtype=students[0].dtype)
+                )
+                if xb.device != device or xb.dtype != stack.input_dtype:
+                    xb = inputs.get("noise", shape, stack.input_dtype).copy_(xb)
                 if xb.dim() == 2:  # one batch for everyone: a view per input group
                     t_in, s_in = (xb.expand(n, -1, -1) for n in (t_groups, layout.groups))
                 else:
