@@ -195,6 +195,8 @@ def figure_key(spec: MnistSpec) -> Any:
     machine's float32 figure)."""
     if spec.dtype != "auto":
         return spec
+    from sublab.mnist.train import resolve_dtype
+
     _, products, _ = resolve_dtype(
         spec.dtype, spec.device, None, spec.train.batch_size, tuple(spec.model.hidden)
     )
