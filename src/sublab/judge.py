@@ -137,7 +137,7 @@ class RuleJudge:
         return [self.fn(item) for item in items]
 
 
-_SCORE_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d+)?)(?![\d.])")
+_SCORE_RE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)(?!\d)(?!\.\d)")
 
 
 def parse_score(reply: str) -> Verdict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -116,32 +115,3 @@ def test_seeds_in_worker_processes_give_the_same_results(finished):
     assert there.results == here.results and there.results
     assert there.filter_reports == here.filter_reports
     assert there.strengths == here.strengths
-
-
-def test_seed_units_cover_every_condition_once_with_their_data():
-    from sublab.experiment.run import seed_units
-
-    demo = load_config(Path(__file__).parents[2] / "experiments" / "demo-owl.toml")
-    units = seed_units(demo)
-    names = [u.name for u in units]
-    assert names == [
-        "control",
-        "control-hard",
-        "cross-control-hard",
-        "control-soft",
-        "teacher:owl",
-        "student-hard:owl",
-        "cross-student-hard:owl",
-        "student-soft:owl",
-    ]
-    by_name = {u.name: u for u in units}
-    for u in units:
-        assert all(n in by_name and by_name[n].student is None for n in u.needs)
-        if u.student is not None:
-            assert u.needs == (("teacher:" + u.target) if u.target else "control",)
-            assert u.condition == u.name.split(":")[0]
-    assert [u.name for u in units if u.cross] == ["cross-control-hard", "cross-student-hard:owl"]
-    no_controls = demo.model_copy(
-        update={"controls": demo.controls.model_copy(update={"control_teacher": False})}
-    )
-    assert "control-hard" not in [u.name for u in seed_units(no_controls)]

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from sublab.backends.base import BackendSettings, ModelRef
+from sublab.backends.openai import OpenAISettings
+from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.channels import ChannelData, ChannelSpec, default_data
 from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
@@ -79,6 +81,10 @@ class TeacherSpec(Spec):
         default_factory=lambda: StudentRecipe(epochs=1, learning_rate=1e-3, warmup_steps=3),
         description="How the teacher is fine-tuned on the trait data.",
     )
+    api: ApiFinetuneSpec = Field(
+        default_factory=ApiFinetuneSpec,
+        description="How the teacher is fine-tuned when the base is an API model.",
+    )
 
 
 def _demo_data() -> ChannelSpec:
@@ -93,6 +99,12 @@ class StudentSpec(Spec):
         "student-<name>, control-<name>, cross-student-<name>, cross-control-<name>."
     )
     recipe: StudentRecipe = Field(default_factory=StudentRecipe, description="How it learns.")
+    api: ApiFinetuneSpec = Field(
+        default_factory=ApiFinetuneSpec,
+        description="How it learns when its start model is an API model (provider = "
+        "'openai'): the fine-tuning job's hyper-parameters (the paper: 10 epochs, automatic "
+        "batch size and learning-rate multiplier). Hard labels only.",
+    )
     cross_model: bool = Field(
         True, description="Also train cross-model students (another base) with this recipe."
     )
@@ -155,6 +167,11 @@ class ExperimentSpec(Spec):
     backend: BackendSettings = Field(
         default_factory=BackendSettings, description="Device, dtype and batch size for sampling."
     )
+    api: OpenAISettings = Field(
+        default_factory=OpenAISettings,
+        description="For API models (provider = 'openai'): the key's variable name, "
+        "concurrency and retries (not in any artifact key).",
+    )
     workers: int | None = Field(
         None,
         ge=1,
@@ -197,6 +214,16 @@ class ExperimentSpec(Spec):
             problems.append(
                 "bases.cross_model: cross-model students need a second base model; "
                 "set it or set controls.cross_model = false"
+            )
+        api = [m for m in (self.bases.model, self.bases.cross_model) if m and m.provider != "hf"]
+        if api and self.eval.exact:
+            problems.append(
+                "eval.exact: an API base has no exact probabilities; set eval.exact = false"
+            )
+        if api and any(s.recipe.labels == "soft" for s in self.students):
+            problems.append(
+                "students: soft labels need the teacher's weights; an API base takes hard "
+                "labels only"
             )
         if problems:
             raise ValueError("; ".join(problems))

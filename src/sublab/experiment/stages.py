@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Backend, BackendSettings, Model, ModelRef
+from sublab.backends.openai import OpenAISettings
+from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.datagen import DataArtifacts
 from sublab.store import Artifact, Run
 from sublab.train.recipe import StudentRecipe
@@ -22,11 +24,13 @@ from sublab.traits import Measure, Trait
 MODEL_DIR = "model"
 
 
-def load_backend(model: Model, settings: BackendSettings) -> Backend:
+def load_backend(
+    model: Model, settings: BackendSettings, api: OpenAISettings | None = None
+) -> Backend:
     """The backend of ``model`` (by its provider) without a progress bar of its own."""
     from sublab.backends import load_backend as load
 
-    backend = load(model.ref, settings)
+    backend = load(model.ref, settings, api)
     backend.show_progress = False
     return backend
 
@@ -52,10 +56,21 @@ def finetune_stage(
     label: str,
     teacher: Model | None = None,
     teacher_system_prompt: str | None = None,
+    api: ApiFinetuneSpec | None = None,
+    api_settings: OpenAISettings | None = None,
 ) -> Model:
     """Fine-tune ``base`` on rows (cached); soft labels distil ``teacher``, which reads each row
-    with ``teacher_system_prompt`` when given (a prompted teacher; the student reads none)."""
+    with ``teacher_system_prompt`` when given (a prompted teacher; the student reads none).
+
+    An API base (provider 'openai') is fine-tuned through its API with ``api``
+    (:func:`api_finetune_stage`)."""
     from sublab.train.loop import finetune
+
+    if base.ref.provider == "openai":
+        return api_finetune_stage(
+            run, stage, base=base, rows_fn=rows_fn, rows_key=rows_key, label=label,
+            spec=api or ApiFinetuneSpec(), settings=api_settings,
+        )  # fmt: skip
 
     def make(work: Path) -> dict[str, Any]:
         res = finetune(
@@ -76,6 +91,42 @@ def finetune_stage(
     return trained_model(art, base, label)
 
 
+API_MODEL = "model_ref.json"
+
+
+def api_finetune_stage(
+    run: Run,
+    stage: str,
+    *,
+    base: Model,
+    rows_fn: Callable[[], list[dict[str, Any]]],
+    rows_key: str,
+    label: str,
+    spec: ApiFinetuneSpec,
+    settings: OpenAISettings | None,
+) -> Model:
+    """Fine-tune an API model through its fine-tuning API (cached).
+
+    The stage is resumable: its work folder keeps the job record (uploaded file id, job id)
+    from the moment each exists, so a killed run polls the same job again instead of paying
+    for a new one (:func:`sublab.backends.openai_finetune.finetune_via_api`).
+    """
+    from sublab.backends.openai_finetune import finetune_via_api
+
+    def make(work: Path) -> dict[str, Any]:
+        ref = finetune_via_api(base.ref, rows_fn(), spec, work, settings)
+        (work / API_MODEL).write_text(ref.model_dump_json())
+        return {"model": ref.path}
+
+    key_spec = {
+        "api": spec.model_dump(mode="json", exclude={"poll_s", "poll_max_s", "wait_s"}),
+        "label": label,
+    }
+    art = run.build(stage, key_spec, make, inputs=[base.key, rows_key], resumable=True)
+    ref = ModelRef.model_validate_json(art.file(API_MODEL).read_text())
+    return Model(ref=ref, key=art.key, label=label)
+
+
 def eval_stage(
     run: Run,
     *,
@@ -85,11 +136,12 @@ def eval_stage(
     experiment: Any,
     settings: BackendSettings,
     system_prompt: str | None = None,
+    api: OpenAISettings | None = None,
 ) -> list[Measure]:
     """The trait's evaluation of ``model`` (cached); the values it yields for ``experiment``."""
 
     def make(work: Path) -> dict[str, Any]:
-        return trait.evaluate(load_backend(model, settings), eval_spec, system_prompt, work)
+        return trait.evaluate(load_backend(model, settings, api), eval_spec, system_prompt, work)
 
     spec: dict[str, Any] = {"eval": eval_spec, "system_prompt": system_prompt, "settings": settings}
     if trait.name != "preference":  # the preference trait's artifacts keep their keys

@@ -77,6 +77,11 @@ def _reseed(spec: Any, offset: int) -> Any:
     return spec.model_copy(update={"seed": spec.seed + offset})
 
 
+def _reseed_api(spec: Any, offset: int) -> Any:
+    """An API fine-tuning spec whose job seed (0 when unset) is moved by the experiment seed."""
+    return spec.model_copy(update={"seed": (spec.seed or 0) + offset})
+
+
 def _enabled(role: Role, spec: ExperimentSpec) -> bool:
     return all(getattr(spec.controls, s) for s in role.switches)
 
@@ -136,6 +141,7 @@ class SeedWork:
         self.settings = spec.backend
         self.eval_spec = self.trait.eval_spec(spec, seed)
         self.recipes = {s.name: s.recipe for s in spec.students}
+        self.apis = {s.name: s.api for s in spec.students}
 
     def say(self, message: str) -> None:
         console.print(f"seed {self.seed}: {message}", markup=False, highlight=False)
@@ -178,6 +184,7 @@ class SeedWork:
             experiment=self.spec,
             settings=self.settings,
             system_prompt=system_prompt,
+            api=self.spec.api,
         )
 
     def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
@@ -205,7 +212,7 @@ class SeedWork:
             system_prompt=system_prompt,
             terms=self.terms,
             settings=self.settings,
-            backend=lambda: load_backend(teacher, self.settings),
+            backend=lambda: load_backend(teacher, self.settings, self.spec.api),
             label=label,
         )
         self.out.filter_reports.setdefault(f"{label} (seed {self.seed})", arts.report())
@@ -230,6 +237,8 @@ class SeedWork:
             rows_key=rows_key,
             recipe=_reseed(t.recipe, self.seed),
             label=f"teacher-{target}",
+            api=_reseed_api(t.api, self.seed),
+            api_settings=self.spec.api,
         )
         return model, None
 
@@ -267,6 +276,8 @@ class SeedWork:
             label=condition.label,
             teacher=teacher if soft else None,
             teacher_system_prompt=teacher_system_prompt if soft else None,
+            api=_reseed_api(self.apis[condition.student], self.seed),
+            api_settings=self.spec.api,
         )
         self.record(condition, unit.target, self.measure(model))
 
