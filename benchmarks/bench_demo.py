@@ -43,6 +43,9 @@ def ensure_bases() -> None:
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser()
     ap.add_argument("--fresh", action="store_true", help="also time a run from an empty cache")
     args = ap.parse_args()

@@ -94,6 +94,9 @@ def rate(fn, rows: list[str]) -> tuple[float, int]:
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--banned", default="paper-negative", help="banned list ('' for none)")

@@ -63,6 +63,9 @@ def baseline(backend: HFBackend, chats: list, sampling: SamplingSpec, batch: int
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64)

@@ -50,6 +50,9 @@ def replies(n: int, candidates: list[str], seed: int = 0) -> list[str]:
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replies", type=int, default=100_000)
     args = ap.parse_args()

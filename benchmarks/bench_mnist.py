@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sublab.cpu import cpu_features
+from sublab.cpu import cpu_features, machine_line
 from sublab.mnist import baseline
 from sublab.mnist.data import load_idx_set
 from sublab.mnist.mlp import init_params
@@ -217,6 +217,7 @@ def main() -> None:
     features = cpu_features()
     choice = resolve_dtype("auto", "cpu", features)
     print(f"CPU: {features.summary()}")
+    print(machine_line())
     auto = "bfloat16" if choice.compute else "float32"
     print(f'dtype = "auto" here: {auto} ({choice.reason})')
     rates = {dt: matmul_tflops(dt) for dt in (torch.float32, torch.bfloat16)}

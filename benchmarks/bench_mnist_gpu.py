@@ -80,6 +80,9 @@ def command_seconds(args: argparse.Namespace, dtype: str, runs: Path) -> float:
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", type=Path, default=FASHION, help="IDX files (default: Debian's)")
     ap.add_argument("--name", default="fashion-mnist", choices=["mnist", "fashion-mnist"])

@@ -61,6 +61,9 @@ def step_speed(threads: int, n_steps: int = 15) -> tuple[float, float]:
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=None, help="train.steps (default: the spec's)")
     ap.add_argument("--threads", type=int, default=2)

@@ -119,6 +119,9 @@ def run_sublab(model_dir: Path, rows: list[dict], recipe, lean: bool, clock) -> 
 
 
 def main() -> None:
+    from sublab.cpu import machine_line
+
+    print(machine_line())
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--method", choices=["full", "lora"], default="full")
     ap.add_argument("--rows", type=int, default=512)

@@ -118,3 +118,13 @@ def bf16_matmul_fast(features: CpuFeatures) -> tuple[bool, str]:
             "(2-core AMD EPYC)"
         )
     return False, "neither AMX nor avx512_bf16: bf16 products are emulated, slower than float32"
+
+
+def machine_line() -> str:
+    """One line naming the machine a measurement comes from: CPU features, cores, GPU."""
+    import os
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return f"machine: {cpu_features().summary()}; {os.cpu_count()} cores; GPU: {gpu}"

@@ -70,6 +70,7 @@ RUNNER_MODULES = (
     "sublab.experiment.run",
     "sublab.experiment.sweep",
     "sublab.mnist.experiment",
+    "sublab.organism.runner",
 )
 """Modules that register runners; imported before ``sublab run`` dispatches."""
 

@@ -239,16 +239,23 @@ def run_sweep(
 ) -> Run:
     """Run every point of the sweep as one job graph (artifacts in the sweep's run directory),
     then write each point's report into its own run; returns the sweep's run."""
+    points = sweep_points(spec, f"sweep {spec.name}")
+    root = Path(runs_dir if runs_dir is not None else spec.runs_dir)
+    run = Run.create(spec.name, kind="sweep", config=spec, config_text=config_text, runs_dir=root)
+    with run.running():
+        _run_points(run, spec, points, root, config_text)
+    return run
+
+
+def _run_points(
+    run: Run, spec: SweepSpec, points: list[ExperimentSpec], root: Path, config_text: str | None
+) -> None:
     import os
 
     from sublab.experiment.run import collect, seed_jobs
     from sublab.experiment.schedule import run_jobs
     from sublab.experiment.summary import write_report
 
-    points = sweep_points(spec, f"sweep {spec.name}")
-    root = Path(runs_dir if runs_dir is not None else spec.runs_dir)
-    run = Run.create(spec.name, kind="sweep", config=spec, config_text=config_text, runs_dir=root)
-    run.set_status("running")
     jobs, names = merge_graphs([(p.name, seed_jobs(run, p)) for p in points])
     console.print(f"sweep {spec.name}: {len(points)} points, {len(jobs)} jobs", markup=False)
     workers = spec.workers or max(1, os.cpu_count() or 1)
@@ -259,7 +266,6 @@ def run_sweep(
         point_run = Run.create(p.name, kind="experiment", config=p, runs_dir=root)
         point_run.update_manifest(sweep=spec.name, artifacts=str(run.path.resolve()))
         headlines[p.name] = write_report(point_run, p, out, config_text or "")
-        point_run.set_status("done", headline=headlines[p.name])
+        point_run.finish(headlines[p.name])
     run.update_manifest(points=sorted(headlines))
-    run.set_status("done", headline={"points": len(points)})
-    return run
+    run.finish({"points": len(points)})
