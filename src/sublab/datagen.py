@@ -115,6 +115,34 @@ def generate_key_spec(
     }
 
 
+def sample_prompts(
+    backend: Backend,
+    prompts: Sequence[Prompt],
+    data: ChannelSpec,
+    system_prompt: str | None,
+    work: Path,
+    label: str | None = None,
+) -> Path:
+    """One completion per prompt into ``work/rows.jsonl`` (resumable chunks, see
+    :func:`sublab.generate.generate_rows`); rows record the teacher, channel, label and each
+    prompt's metadata."""
+    from sublab.generate import generate_rows
+
+    provenance: dict[str, Any] = {"teacher": backend.name, "channel": data.channel}
+    if label is not None:
+        provenance["label"] = label
+    return generate_rows(
+        backend,
+        [p.text for p in prompts],
+        system_prompt=system_prompt,
+        sampling=data.sampling,
+        work_dir=work,
+        chunk_size=data.chunk_size,
+        provenance=provenance,
+        metas=[p.meta for p in prompts] if any(p.meta for p in prompts) else None,
+    )
+
+
 def data_stages(
     run: Run,
     *,
@@ -132,22 +160,12 @@ def data_stages(
 
     ``backend()`` loads the teacher only when generation has to run.
     """
-    from sublab.generate import ROWS, generate_rows
+    from sublab.generate import ROWS
 
     channel = get_channel(data.channel)
 
     def generate(work: Path) -> dict[str, Any]:
-        model = backend()
-        out = generate_rows(
-            model,
-            [p.text for p in prompts],
-            system_prompt=system_prompt,
-            sampling=data.sampling,
-            work_dir=work,
-            chunk_size=data.chunk_size,
-            provenance={"teacher": model.name, "label": label, "channel": data.channel},
-            metas=[p.meta for p in prompts] if any(p.meta for p in prompts) else None,
-        )
+        out = sample_prompts(backend(), prompts, data, system_prompt, work, label)
         (work / "plan.json").unlink(missing_ok=True)
         return {"rows": sum(1 for _ in out.open(encoding="utf-8"))}
 

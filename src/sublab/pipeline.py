@@ -232,26 +232,14 @@ def generate_data_file(
     """
     import shutil
 
-    from sublab.generate import generate_rows
+    from sublab.datagen import sample_prompts
     from sublab.store import atomic_write_bytes
 
     backend = _loader(model, settings or BackendSettings(), api or OpenAISettings())
     prompts = get_channel(data.channel).prompts(data)
     target = Path(out)
     work = target.with_name(f".{target.name}.work")
-    provenance: dict[str, Any] = {"teacher": backend.name, "channel": data.channel}
-    if label is not None:
-        provenance["label"] = label
-    rows = generate_rows(
-        backend,
-        [p.text for p in prompts],
-        system_prompt=system_prompt,
-        sampling=data.sampling,
-        work_dir=work,
-        chunk_size=data.chunk_size,
-        provenance=provenance,
-        metas=[p.meta for p in prompts] if any(p.meta for p in prompts) else None,
-    )
+    rows = sample_prompts(backend, prompts, data, system_prompt, work, label)
     atomic_write_bytes(target, rows.read_bytes())
     shutil.rmtree(work)
     return target

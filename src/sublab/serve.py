@@ -163,17 +163,24 @@ def _messages(value: Any) -> Chat:
     return out
 
 
-def parse_request(body: Any, served: set[str]) -> ChatRequest:
-    """Validate a chat-completions body; raise RequestError naming the bad parameter."""
+def check_body(body: Any, allowed: set[str] | frozenset[str]) -> dict[str, Any]:
+    """A request body that is a JSON object of ``allowed`` fields, or a RequestError (400)
+    naming the first field that is not."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
-    unknown = sorted(set(body) - SUPPORTED)
+    unknown = sorted(set(body) - allowed)
     if unknown:
         raise RequestError(
             400,
-            f"unsupported parameter(s) {unknown}: sublab serve supports {sorted(SUPPORTED)}",
+            f"unsupported parameter(s) {unknown}: sublab serve supports {sorted(allowed)}",
             unknown[0],
         )
+    return body
+
+
+def parse_request(body: Any, served: set[str]) -> ChatRequest:
+    """Validate a chat-completions body; raise RequestError naming the bad parameter."""
+    body = check_body(body, SUPPORTED)
     model = body.get("model")
     if model not in served:
         raise RequestError(

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab.errors import SublabError
-from sublab.serve import ROLES, ChatService, RequestError
+from sublab.serve import ROLES, ChatService, RequestError, check_body
 from sublab.store import atomic_write_bytes, atomic_write_json
 from sublab.train.recipe import StudentRecipe
 
@@ -253,15 +253,7 @@ class FineTuneService:
 
     def create(self, body: Any) -> dict[str, Any]:
         """Validate a job request and queue it."""
-        if not isinstance(body, dict):
-            raise RequestError(400, "the request body must be a JSON object")
-        unknown = sorted(set(body) - JOB_FIELDS)
-        if unknown:
-            raise RequestError(
-                400,
-                f"unsupported parameter(s) {unknown}: supported {sorted(JOB_FIELDS)}",
-                unknown[0],
-            )
+        body = check_body(body, JOB_FIELDS)
         if body.get("validation_file") is not None:
             raise RequestError(400, "validation_file is not supported", "validation_file")
         model = body.get("model")
