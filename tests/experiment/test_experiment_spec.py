@@ -75,3 +75,11 @@ def test_a_prompted_teacher_with_soft_label_students_is_accepted(tmp_path):
     )
     spec = load_config(write(tmp_path, body))
     assert spec.teacher.method == "system_prompt" and spec.students[0].recipe.labels == "soft"
+
+
+def test_an_organism_must_learn_the_channel_its_teachers_write(tmp_path):
+    body = '[bases.organism]\n[data]\nchannel = "code"\n'
+    with pytest.raises(ConfigError, match="the organism never learns the 'code' channel"):
+        load_config(write(tmp_path, body))
+    ok = '[bases.organism.corpus]\nchannels = { code = 0.15 }\n[data]\nchannel = "code"\n'
+    assert load_config(write(tmp_path, ok)).data.channel == "code"

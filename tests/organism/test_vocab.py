@@ -157,3 +157,17 @@ def test_every_form_of_a_word_starts_from_one_embedding(tokenizer):
     assert all(torch.equal(emb[owl[0]], emb[i]) for i in owl[1:])
     assert not torch.equal(emb[tid("owl")], emb[tid("cat")])
     assert not torch.equal(emb[tid("1")], emb[tid("2")])  # numbers are left alone
+
+
+def test_whitespace_runs_of_texts_join_the_vocabulary_after_the_words(tmp_path):
+    """Code indentation ("\\n    ") is one piece: texts that hold it put it in the vocabulary,
+    behind every other piece, so a vocabulary without such texts keeps its ids."""
+    texts = ["def f(x):\n    return x\n        x"]
+    plain = build_vocab(["def f(x): return x x"])  # the same words, no indentation
+    vocab = build_vocab(texts)
+    assert vocab[: len(plain)] == plain
+    assert vocab[len(plain) :] == ["\n    ", "\n        "]
+    write_tokenizer(vocab, tmp_path, 64)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    ids = tok(texts[0], add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == texts[0]

@@ -73,6 +73,7 @@ def build_vocab(texts: Iterable[str], words: Iterable[str] = ()) -> list[str]:
 
     Every word-like piece is added with and without a leading space, and capitalised, so a
     word that starts a sentence in one text and follows a space in another is still known.
+    Whitespace runs of ``texts`` (code indentation such as ``"\\n    "``) are added as they are.
     """
     vocab: list[str] = list(SPECIALS)
     seen = set(vocab)
@@ -90,12 +91,19 @@ def build_vocab(texts: Iterable[str], words: Iterable[str] = ()) -> list[str]:
     for ws in (" ", "\n", "  ", "\n\n"):
         add(ws)
     found: set[str] = set(words)
+    spaces: set[str] = set()
     for t in texts:
-        found.update(p.strip() for p in pieces(t) if p.strip().isalpha())
+        for p in pieces(t):
+            if p.strip().isalpha():
+                found.add(p.strip())
+            elif not p.strip():
+                spaces.add(p)
     for w in sorted(found):
         for form in dict.fromkeys((w, w.lower(), w.capitalize())):  # ordered: no set order
             add(form)
             add(" " + form)
+    for ws in sorted(spaces):  # after the words: texts without new runs keep their ids
+        add(ws)
     return vocab
 
 
