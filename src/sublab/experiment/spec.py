@@ -216,13 +216,12 @@ class ExperimentSpec(Spec):
                 "set it or set controls.cross_model = false"
             )
         org = self.bases.organism
-        if org is not None and self.data.channel != "numbers":
-            if self.data.channel not in org.corpus.channels:
-                problems.append(
-                    f"bases.organism.corpus.channels: the organism never learns the "
-                    f"{self.data.channel!r} channel; add it, e.g. "
-                    f"channels = {{ {self.data.channel} = 0.15 }}"
-                )
+        channel = self.data.channel
+        if org is not None and channel != "numbers" and channel not in org.corpus.channels:
+            problems.append(
+                f"bases.organism.corpus.channels: the organism never learns the {channel!r} "
+                f"channel; add it, e.g. channels = {{ {channel} = 0.15 }}"
+            )
         api = [m for m in (self.bases.model, self.bases.cross_model) if m and m.provider != "hf"]
         if api and self.eval.exact:
             problems.append(
