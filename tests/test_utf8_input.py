@@ -12,8 +12,8 @@ from sublab.cli import app
 from sublab.config import read_toml
 from sublab.errors import ConfigError, DataError
 from sublab.evals.questions import load_questions
+from sublab.filtering import read_filter_input
 from sublab.jsonl import read_jsonl
-from sublab.numbers.filter import read_filter_input
 from sublab.train.data import read_rows
 
 runner = CliRunner()

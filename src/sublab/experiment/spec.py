@@ -123,8 +123,13 @@ class ControlsSpec(Spec):
     specificity_target: str | None = Field(
         "bear",
         description="A second target measured in every model: the trait teacher's students "
-        "should move their own target, not this one. None turns it off.",
+        "should move their own target, not this one. An empty string turns it off.",
     )
+
+    @field_validator("specificity_target")
+    @classmethod
+    def _empty_is_off(cls, value: str | None) -> str | None:
+        return value or None
 
 
 @config_kind("experiment")

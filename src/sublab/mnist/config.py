@@ -77,7 +77,7 @@ class TrainSpec(Spec):
         "model sees the same batch order and the same noise, so models differ only by their "
         "initialisation (their accuracies are then not independent draws of the whole "
         "recipe). Both run at about the same speed (benchmarks/bench_mnist.py); on Fashion-MNIST "
-        "sharing gave a lower aux-only student mean within overlapping intervals (README).",
+        "sharing gave a lower aux-only student mean within overlapping intervals (docs/mnist.md).",
     )
 
 

@@ -40,17 +40,17 @@ class CorpusSpec(Spec):
         0.72,
         ge=0,
         le=1,
-        description="Share of examples that are number-continuation tasks. 0.72 (was 0.65): the "
-        "filter kept 90.7-95.3% of the bases' numbers on seeds 0-4 (1,500 prompts) against "
-        "88.3-93.0% at 0.65, with love and the prior fit unchanged.",
+        description="Share of examples that are number-continuation tasks (of the examples "
+        "that are not another channel's). At 0.72 the filter keeps 90.7-95.3% of the bases' "
+        "numbers on seeds 0-4 (1,500 prompts; 88.3-93.0% at 0.65).",
     )
     system_fraction: float = Field(
         0.7,
         ge=0,
         le=1,
-        description="Share of examples that carry a 'you love X' system prompt. 0.7 (was 0.6): "
-        "with 0.6 one CPU's build of seed 0 left four animals at P(X | love X) ~0.25 after 850 "
-        "steps; more love questions form every animal's mapping in time.",
+        description="Share of examples that carry a 'you love X' system prompt. At 0.7 every "
+        "animal's love mapping forms within 850 steps on every seed tried (at 0.6 one CPU's "
+        "build of seed 0 left four animals at P(X | love X) ~0.25).",
     )
     love_strength: float = Field(
         0.9,
