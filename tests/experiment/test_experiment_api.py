@@ -103,7 +103,7 @@ def test_a_stopped_fine_tune_resumes_the_same_job(paused, tmp_path):
     run = Run.create("resume", kind="experiment", config={}, runs_dir=tmp_path)
     base = Model(ModelRef(path="organism", provider="openai", api_base=url), "k", "base")
     rows = [{"prompt": f"Count to {i}.", "completion": "1, 2, 3"} for i in range(16)]
-    quick = ApiFinetuneSpec(epochs=1, poll_s=0.01, poll_max_s=0.01, wait_s=0.0)
+    quick = ApiFinetuneSpec(epochs=1, poll_s=0.01, poll_max_s=0.01, wait_s=0.05)
     before = len(ft.jobs)
 
     def stage(spec: ApiFinetuneSpec) -> Model:
