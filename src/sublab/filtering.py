@@ -8,6 +8,7 @@ per reason (most frequent first) and a few example completions per reason.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -130,7 +131,9 @@ def apply_check(
             text = row_completion(row, field)
         except ValueError as err:
             raise DataError("<rows>", i, str(err)) from None
-        reason = check(text, row)
+        with warnings.catch_warnings():  # a parser's warnings about a row's text are noise
+            warnings.simplefilter("ignore", SyntaxWarning)
+            reason = check(text, row)
         if reason is None:
             kept.append(row)
             continue
