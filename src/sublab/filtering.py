@@ -126,22 +126,22 @@ def apply_check(
     rejected: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
     shown: dict[str, list[str]] = {}
-    for i, row in enumerate(rows, start=1):
-        try:
-            text = row_completion(row, field)
-        except ValueError as err:
-            raise DataError("<rows>", i, str(err)) from None
-        with warnings.catch_warnings():  # a parser's warnings about a row's text are noise
-            warnings.simplefilter("ignore", SyntaxWarning)
+    with warnings.catch_warnings():  # a parser's warnings about a row's text are noise
+        warnings.simplefilter("ignore", SyntaxWarning)
+        for i, row in enumerate(rows, start=1):
+            try:
+                text = row_completion(row, field)
+            except ValueError as err:
+                raise DataError("<rows>", i, str(err)) from None
             reason = check(text, row)
-        if reason is None:
-            kept.append(row)
-            continue
-        rejected.append({**row, "reject_reason": reason})
-        counts[reason] += 1
-        ex = shown.setdefault(reason, [])
-        if len(ex) < examples:
-            ex.append(clip(text))
+            if reason is None:
+                kept.append(row)
+                continue
+            rejected.append({**row, "reject_reason": reason})
+            counts[reason] += 1
+            ex = shown.setdefault(reason, [])
+            if len(ex) < examples:
+                ex.append(clip(text))
     report = build_report(len(kept), len(rejected), counts, shown)
     report.update(extra or {})
     return FilterResult(kept=kept, rejected=rejected, report=report)
