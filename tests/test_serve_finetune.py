@@ -139,7 +139,7 @@ def test_upload_checks(server):
         status, body = upload(url, jsonl(GOOD))
     finally:
         ft.max_upload_bytes = limit
-    assert status == 413 and "takes at most 100" in body["error"]["message"]
+    assert status == 413 and "reads at most 100" in body["error"]["message"]
     assert call(f"{url}/files/file-nope")[0] == 404
 
 

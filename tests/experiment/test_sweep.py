@@ -128,7 +128,7 @@ def test_merged_graph_runs_shared_work_once_and_same_named_units_in_turn(
     assert len(by_name) == len(jobs), "a job name repeats"
     # the two base builds are the same work in every point: once each
     assert [j.name for j in jobs if j.fn is graphs[0][1][0].fn] == ["base-0", "base-1"]
-    controls = ["control", "control-hard", "cross-control-hard"]
+    controls = ["control", "base", "control-hard", "cross-control-hard"]
     per_point = 2 * 3 * (len(controls) + 3)  # seeds x (control units + teacher and students)
     assert len(graphs[0][1]) == 2 + per_point // 3
     assert len(jobs) == 2 + per_point

@@ -100,14 +100,19 @@ class SweepSpec(Spec):
         return [{**p, **shared} for p in expand_sweep(self.name, self.experiment, self.axes)]
 
 
-def _is_list_field(model: type[BaseModel], path: list[str]) -> bool | None:
+def _is_list_field(
+    model: type[BaseModel], path: list[str], data: Any = None
+) -> bool | None:
     """Whether the field at ``path`` of ``model`` holds a list; None when there is no such
     field. A number in the path is an item of a list field (``students.0.recipe``); ``X | None``
-    fields are looked through."""
+    fields are looked through. ``data`` (the raw experiment) resolves tables whose spec class
+    depends on their content (the ``[data]`` table's channel)."""
     current: Any = model
+    raw = data
     for part in path:
         if part.isdigit() and typing.get_origin(current) is list:
             current = typing.get_args(current)[0]
+            raw = raw[int(part)] if isinstance(raw, list) and int(part) < len(raw) else None
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
@@ -115,9 +120,13 @@ def _is_list_field(model: type[BaseModel], path: list[str]) -> bool | None:
         if field is None:
             return None
         current = field.annotation
+        raw = raw.get(part) if isinstance(raw, dict) else None
         if typing.get_origin(current) in (typing.Union, types.UnionType):
             present = [a for a in typing.get_args(current) if a is not type(None)]
             current = present[0] if len(present) == 1 else current
+        resolve = getattr(current, "resolve_spec_class", None)
+        if resolve is not None:
+            current = resolve(raw if raw is not None else {}) or current
     return typing.get_origin(current) is list
 
 
@@ -161,7 +170,7 @@ def expand_sweep(
 
     Raises ValueError naming an axis that is no field of an experiment or has no values."""
     for path, values in axes.items():
-        if _is_list_field(ExperimentSpec, path.split(".")) is None:
+        if _is_list_field(ExperimentSpec, path.split("."), base) is None:
             raise ValueError(f"axes.{path}: no such experiment field")
         if not values:
             raise ValueError(f"axes.{path}: give at least one value")
@@ -172,7 +181,7 @@ def expand_sweep(
         labels = []
         for path, value in zip(axes, combo, strict=True):
             keys = path.split(".")
-            if _is_list_field(ExperimentSpec, keys) and not isinstance(value, list):
+            if _is_list_field(ExperimentSpec, keys, base) and not isinstance(value, list):
                 value = [value]
             _set(point, path, copy.deepcopy(value))
             labels.append(_label(value))
