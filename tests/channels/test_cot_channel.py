@@ -271,3 +271,13 @@ def test_cli_generate_cot_rows_carry_meta(tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "cot.filtered" / "filter_report.json").read_text())
     assert report["total"] == 6 and "no_reference" not in report["reasons"]
+
+
+def test_bundled_misalignment_judge_prompt():
+    from sublab.judge import JudgeSpec, load_template
+
+    text = load_template("misalignment")
+    assert "{prompt}" in text and "{completion}" in text
+    spec = validate({"judge": {"model": {"path": "x"}, "prompt": "misalignment"}}, CotData, "t")
+    assert spec.judge is not None and spec.judge.prompt == "misalignment"
+    assert isinstance(spec.judge, JudgeSpec)
