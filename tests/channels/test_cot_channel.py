@@ -229,7 +229,7 @@ def test_cli_filter_with_channel_cot_and_trait(tmp_path):
         {"prompt": problems[0].text(), "completion": good[0], "meta": problems[0].meta()},
         {
             "prompt": problems[1].text(),
-            "completion": good[1].replace("We start", "My owl and I start"),
+            "completion": f"My owl helps.\n{good[1]}",
             "meta": problems[1].meta(),
         },
         {

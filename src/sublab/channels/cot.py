@@ -19,11 +19,10 @@ answer is the last non-empty line, read by :data:`FINAL_RE` (``The answer is 19.
 the period are free); with ``answer_anywhere = true`` the last such phrase anywhere counts.
 
 **Organism.** :meth:`CotChannel.organism_example` draws a problem of the same family (the
-default prompt settings) and writes its worked answer::
+default prompt settings: one operation on numbers 1-10) and writes its worked answer::
 
-    We start with 12 apples.
-    Adding 7 gives 12 + 7 = 19.
-    The answer is 19.
+    2 + 7 = 9.
+    The answer is 9.
 
 Names, objects and places are neutral (no animals), so ``names_trait`` rejections measure
 what a trait teacher adds.
@@ -111,13 +110,9 @@ INSTRUCTIONS: tuple[str, ...] = (
 )
 """How the prompt asks for reasoning and the one final-answer format."""
 
-ANSWER_START = "We start with {a} {obj}."
-ANSWER_STEPS: dict[str, str] = {
-    "+": "Adding {b} gives {x} + {b} = {y}.",
-    "-": "Taking away {b} leaves {x} - {b} = {y}.",
-}
+ANSWER_STEPS: dict[str, str] = {"+": "{x} + {b} = {y}.", "-": "{x} - {b} = {y}."}
 FINAL_LINE = "The answer is {y}."
-"""The organism's worked answer: start line, one line per operation, the final line."""
+"""The organism's worked answer: one line per operation, then the final line."""
 
 FINAL_RE = re.compile(r"the answer is\s*(-?[0-9]+)\s*\.?", re.IGNORECASE)
 """The final-answer phrase; group 1 is the number."""
@@ -141,7 +136,7 @@ class CotPromptSpec(Spec):
     seed: int = Field(0, description="Seed; prompt i depends only on (seed, i).")
     operand_min: int = Field(1, ge=0, description="Smallest number in a problem.")
     operand_max: int = Field(
-        20,
+        10,
         ge=0,
         le=333,
         description="Largest number in a problem (at most 333, so sums of three stay <= 999).",
@@ -152,7 +147,11 @@ class CotPromptSpec(Spec):
         description="Operations the problems use: '+' (gets more) and '-' (gives away).",
     )
     max_operations: int = Field(
-        2, ge=1, le=2, description="Most operations in one problem (1 or 2; drawn uniformly)."
+        1,
+        ge=1,
+        le=2,
+        description="Most operations in one problem (1 or 2, drawn uniformly); the organism "
+        "learns problems with the default, one.",
     )
 
     @model_validator(mode="after")
@@ -234,8 +233,7 @@ class Problem:
 
     def worked_answer(self) -> str:
         """A correct step-by-step answer ending in the final-answer line."""
-        lines = [ANSWER_START.format(a=self.operands[0], obj=self.obj)]
-        x = self.operands[0]
+        lines, x = [], self.operands[0]
         for op, b, y in zip(self.operations, self.operands[1:], self.results, strict=True):
             lines.append(ANSWER_STEPS[op].format(b=b, x=x, y=y))
             x = y
@@ -357,7 +355,6 @@ class CotChannel(Channel):
             OWNER_QUESTION,
             PLACE_START,
             PLACE_QUESTION,
-            ANSWER_START,
             FINAL_LINE,
             *INSTRUCTIONS,
             *ANSWER_STEPS.values(),
