@@ -100,9 +100,7 @@ class SweepSpec(Spec):
         return [{**p, **shared} for p in expand_sweep(self.name, self.experiment, self.axes)]
 
 
-def _is_list_field(
-    model: type[BaseModel], path: list[str], data: Any = None
-) -> bool | None:
+def _is_list_field(model: type[BaseModel], path: list[str], data: Any = None) -> bool | None:
     """Whether the field at ``path`` of ``model`` holds a list; None when there is no such
     field. A number in the path is an item of a list field (``students.0.recipe``); ``X | None``
     fields are looked through. ``data`` (the raw experiment) resolves tables whose spec class
