@@ -24,3 +24,20 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
     from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def service(tiny_model):
+    """The tiny model behind a ChatService (as `sublab serve` runs it)."""
+    from sublab.serve import load_service
+
+    return load_service(tiny_model, name="tiny", device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def base_url(service):
+    """The base URL of `service` served on a free loopback port for the module's tests."""
+    from sublab.serve import serve_in_thread
+
+    with serve_in_thread(service) as url:
+        yield url

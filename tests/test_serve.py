@@ -17,20 +17,9 @@ import urllib.request
 import pytest
 
 from sublab.backends.base import SamplingSpec, chat
-from sublab.serve import ChatService, load_service, serve_in_thread
+from sublab.serve import serve_in_thread
 
 CHAT = chat("here are some numbers 3, 7, 12. continue the sequence", "you love owls")
-
-
-@pytest.fixture(scope="module")
-def service(tiny_model) -> ChatService:
-    return load_service(tiny_model, name="tiny", device="cpu", batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def base_url(service):
-    with serve_in_thread(service) as url:
-        yield url
 
 
 def call(url: str, body: dict | bytes | None = None, key: str | None = None):

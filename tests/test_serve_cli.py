@@ -20,12 +20,6 @@ def service(tiny_model):
     return load_service(tiny_model, name="tiny", device="cpu", batch_size=16)
 
 
-@pytest.fixture(scope="module")
-def base_url(service):
-    with serve_in_thread(service) as url:
-        yield url
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 

@@ -15,21 +15,10 @@ import pytest
 
 from sublab.backends.base import chat
 from sublab.errors import SublabError
-from sublab.serve import ChatService, load_service, make_server, serve_in_thread
+from sublab.serve import make_server, serve_in_thread
 
 CHAT = chat("here are some numbers 3, 7, 12. continue the sequence")
 PATH = "/v1/chat/completions"
-
-
-@pytest.fixture(scope="module")
-def service(tiny_model) -> ChatService:
-    return load_service(tiny_model, name="tiny", device="cpu", batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def base_url(service):
-    with serve_in_thread(service) as url:
-        yield url
 
 
 def connect(url: str, timeout: float = 20) -> http.client.HTTPConnection:

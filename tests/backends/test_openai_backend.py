@@ -28,23 +28,12 @@ from sublab.backends.openai import (
 )
 from sublab.config import validate
 from sublab.errors import ConfigError, SublabError
-from sublab.serve import load_service, serve_in_thread
+from sublab.serve import serve_in_thread
 
 A = chat("here are some numbers 3, 7, 12. continue the sequence", "you love owls")
 B = chat("name your favourite animal")
 SAMPLING = SamplingSpec(max_new_tokens=6, seed=9)
 FAST = OpenAISettings(max_retries=2, backoff_s=0.01, max_wait_s=0.05, timeout_s=5)
-
-
-@pytest.fixture(scope="module")
-def service(tiny_model):
-    return load_service(tiny_model, name="tiny", device="cpu", batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def base_url(service):
-    with serve_in_thread(service) as url:
-        yield url
 
 
 def backend_for(url: str, model: str = "tiny", **settings) -> OpenAIBackend:
