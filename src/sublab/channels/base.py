@@ -21,13 +21,10 @@ package that names it under the ``sublab.channels`` entry-point group; see docs/
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import Field, SerializeAsAny, WrapValidator
@@ -37,6 +34,7 @@ from sublab.backends.base import SamplingSpec
 from sublab.config import Spec
 from sublab.errors import SublabError
 from sublab.judge import JudgeSpec
+from sublab.registry import Registry
 
 ENTRY_POINT_GROUP = "sublab.channels"
 
@@ -110,48 +108,27 @@ class Channel(ABC):
         return []
 
 
-CHANNELS: dict[str, Channel] = {}
+_REGISTRY: Registry[Channel] = Registry("channel", "sublab.channels", ENTRY_POINT_GROUP)
+CHANNELS: dict[str, Channel] = _REGISTRY.items
 """name -> channel instance."""
 DEFAULT_CHANNEL = "numbers"
-_NOT_CHANNEL_MODULES = {"base"}
-_discovered = False
 
 C = TypeVar("C", bound=type[Channel])
 
 
 def register_channel(cls: C) -> C:
     """Class decorator: register a channel under ``cls.name``."""
-    CHANNELS[cls.name] = cls()
-    return cls
-
-
-def _discover() -> None:
-    """Import every module of this package and every ``sublab.channels`` entry point once."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    import sublab.channels as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _NOT_CHANNEL_MODULES and not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+    return _REGISTRY.register(cls)
 
 
 def channel_names() -> list[str]:
-    """Names of every registered channel."""
-    _discover()
-    return sorted(CHANNELS)
+    """Names of every registered channel (this package's modules and entry points)."""
+    return _REGISTRY.names()
 
 
 def get_channel(name: str) -> Channel:
     """The channel registered as ``name``; a SublabError lists the known ones."""
-    _discover()
-    if name not in CHANNELS:
-        raise SublabError(f"unknown channel {name!r} (known: {', '.join(sorted(CHANNELS))})")
-    return CHANNELS[name]
+    return _REGISTRY.get(name)
 
 
 def _validate_channel_data(value: Any, handler: Any) -> Any:

@@ -12,15 +12,13 @@ Adding a trait is one module in ``sublab/traits/`` with a :class:`Trait` subclas
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from sublab.backends.base import Backend
-from sublab.errors import SublabError
+from sublab.registry import Registry
 
 NO_TARGET = "(none)"
 """The target of values that belong to no target (e.g. the non-answer rate)."""
@@ -77,34 +75,22 @@ class Trait(ABC):
         """How strongly a teacher of ``target`` shows it (from its own measures)."""
 
 
-TRAITS: dict[str, Trait] = {}
-_NOT_TRAIT_MODULES = {"base"}
-_discovered = False
+_REGISTRY: Registry[Trait] = Registry("trait", "sublab.traits")
+TRAITS: dict[str, Trait] = _REGISTRY.items
 
 T = TypeVar("T", bound=type[Trait])
 
 
 def register_trait(cls: T) -> T:
     """Class decorator: register a trait under ``cls.name``."""
-    TRAITS[cls.name] = cls()
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def trait_names() -> list[str]:
-    """Names of every registered trait (importing this package's modules once)."""
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        import sublab.traits as package
-
-        for info in pkgutil.iter_modules(package.__path__):
-            if info.name not in _NOT_TRAIT_MODULES and not info.name.startswith("_"):
-                importlib.import_module(f"{package.__name__}.{info.name}")
-    return sorted(TRAITS)
+    """Names of every registered trait (this package's modules)."""
+    return _REGISTRY.names()
 
 
 def get_trait(name: str) -> Trait:
     """The trait registered as ``name``; a SublabError lists the known ones."""
-    if name not in trait_names():
-        raise SublabError(f"unknown trait {name!r} (known: {', '.join(trait_names())})")
-    return TRAITS[name]
+    return _REGISTRY.get(name)
