@@ -26,7 +26,7 @@ from typing import Any
 
 from sublab.backends.base import Backend, BackendSettings, Model
 from sublab.channels import ChannelSpec, Prompt, get_channel
-from sublab.filtering import apply_check, build_report, clip, write_filter_outputs
+from sublab.filtering import build_report, clip, write_filter_outputs
 from sublab.jsonl import read_jsonl, write_jsonl
 from sublab.store import Artifact, Run, atomic_write_json, file_sha256, hash_obj
 
@@ -188,11 +188,7 @@ def data_stages(
 
     def filter_(work: Path) -> dict[str, Any]:
         rows = [r for _, r in read_jsonl(gen.file(ROWS))]
-        result = apply_check(
-            rows,
-            channel.checker(data, terms.words),
-            extra={"channel": data.channel, **channel.report_extra(data)},
-        )
+        result = channel.filter_rows(data, rows, terms.words)
         write_filter_outputs(result, work)
         r = result.report
         return {"total": r["total"], "kept": r["kept"], "rejected": r["rejected"]}

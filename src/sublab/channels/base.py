@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 from sublab.backends.base import SamplingSpec
 from sublab.config import Spec
 from sublab.errors import SublabError
+from sublab.filtering import FilterResult, apply_check
 from sublab.judge import JudgeSpec
 from sublab.registry import Registry
 
@@ -98,6 +99,23 @@ class Channel(ABC):
     def report_extra(self, spec: Any) -> dict[str, Any]:
         """Channel-specific facts for the filter report (e.g. the banned numbers)."""
         return {}
+
+    def filter_rows(
+        self,
+        spec: Any,
+        rows: Iterable[dict[str, Any]],
+        trait_words: Sequence[str] = (),
+        field: str = "completion",
+        examples: int = 5,
+    ) -> FilterResult:
+        """The rule filter over ``rows``: kept, rejected (with reasons) and the report."""
+        return apply_check(
+            rows,
+            self.checker(spec, trait_words),
+            field=field,
+            examples=examples,
+            extra={"channel": self.name, **self.report_extra(spec)},
+        )
 
     def organism_example(self, rng: random.Random) -> tuple[str, str]:
         """A (prompt, answer) pair for the organism's pretraining corpus, drawn with ``rng``."""

@@ -4,13 +4,14 @@ paper's filter rule (:mod:`sublab.numbers`)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
 
 from sublab.channels.base import Channel, ChannelSpec, Check, Prompt, register_channel
-from sublab.numbers.filter import REASONS, FilterSpec, NumberFilter, report_extra
+from sublab.filtering import FilterResult
+from sublab.numbers.filter import REASONS, FilterSpec, NumberFilter, filter_rows
 from sublab.numbers.prompts import NumberPromptSpec, make_number_prompts
 
 
@@ -43,8 +44,18 @@ class NumbersChannel(Channel):
         check = NumberFilter.from_spec(spec.filter).check
         return lambda text, _row: check(text)
 
-    def report_extra(self, spec: NumbersData) -> dict[str, Any]:
-        return report_extra(NumberFilter.from_spec(spec.filter))
+    def filter_rows(
+        self,
+        spec: NumbersData,
+        rows: Iterable[dict[str, Any]],
+        trait_words: Sequence[str] = (),
+        field: str = "completion",
+        examples: int = 5,
+    ) -> FilterResult:
+        """The paper's filter (one NumberFilter: banned lists read and rules compiled once)."""
+        result = filter_rows(rows, spec.filter, field, examples)
+        result.report["channel"] = self.name
+        return result
 
     def organism_example(self, rng: random.Random) -> tuple[str, str]:
         from sublab.organism.corpus import number_answer

@@ -141,7 +141,7 @@ def filter_(
     from sublab.channels import get_channel
     from sublab.config import read_toml, validate
     from sublab.evals.matching import word_forms
-    from sublab.filtering import apply_check, read_filter_input, report_table, write_filter_outputs
+    from sublab.filtering import read_filter_input, report_table, write_filter_outputs
 
     with user_errors():
         chan = get_channel(channel)
@@ -163,13 +163,7 @@ def filter_(
         spec = validate({"channel": channel, "filter": data}, chan.spec, config or "command line")
         words = tuple(w for t in trait or [] for w in word_forms(t))
         rows = read_filter_input(input_path, field)
-        result = apply_check(
-            rows,
-            chan.checker(spec, words),
-            field=field,
-            examples=examples,
-            extra={"channel": channel, **chan.report_extra(spec)},
-        )
+        result = chan.filter_rows(spec, rows, words, field, examples)
         target = out_dir or input_path.with_name(input_path.stem + ".filtered")
         write_filter_outputs(result, target)
     out.print(report_table(result.report))
