@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import Field
 
@@ -24,6 +24,9 @@ from sublab.channels import ChannelData, ChannelSpec, default_data, get_channel
 from sublab.config import SafeName, Spec, config_kind, kind_of, load_config
 from sublab.errors import SublabError
 from sublab.store import Artifact, Run, hash_obj
+
+if TYPE_CHECKING:
+    from sublab.datagen import TraitTerms
 
 
 class TeacherSpec(Spec):
@@ -114,7 +117,7 @@ def run_config(
 # ---------------------------------------------------------------- data pipeline
 
 
-def trait_terms(trait: str | None) -> Any:
+def trait_terms(trait: str | None) -> TraitTerms:
     """The words and the description the filters use for ``trait`` (None: no trait)."""
     from sublab.datagen import TraitTerms
     from sublab.evals.matching import word_forms
