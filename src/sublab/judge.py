@@ -58,7 +58,7 @@ class JudgeSpec(Spec):
     def _one_judge(self) -> Self:
         if (self.rule is None) == (self.model is None):
             raise ValueError("set exactly one of 'rule' (offline) or 'model'")
-        if self.rule is not None and self.rule not in RULE_JUDGES:
+        if self.rule is not None and self.rule not in rule_judges():
             raise ValueError(f"rule: unknown rule judge {self.rule!r} (known: {known_rules()})")
         return self
 
@@ -103,8 +103,21 @@ def rule_judge(name: str) -> Callable[[RuleFn], RuleFn]:
     return register
 
 
+RULE_MODULES = ("sublab.evals.misalignment_rules",)
+"""Modules that register rule judges besides this one (imported on first use)."""
+
+
+def rule_judges() -> dict[str, RuleFn]:
+    """Every registered rule judge, by name (the rule modules imported first)."""
+    import importlib
+
+    for module in RULE_MODULES:
+        importlib.import_module(module)
+    return RULE_JUDGES
+
+
 def known_rules() -> str:
-    return ", ".join(sorted(RULE_JUDGES)) or "none"
+    return ", ".join(sorted(rule_judges())) or "none"
 
 
 _WORD_PARTS_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
@@ -129,7 +142,7 @@ class RuleJudge:
     """A registered rule applied to each item."""
 
     def __init__(self, name: str) -> None:
-        if name not in RULE_JUDGES:
+        if name not in rule_judges():
             raise SublabError(f"unknown rule judge {name!r} (known: {known_rules()})")
         self.fn = RULE_JUDGES[name]
 

@@ -8,9 +8,17 @@ matched control, paired on seed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from sublab.backends.base import BackendSettings, ModelRef
 from sublab.backends.openai import OpenAISettings
@@ -21,11 +29,6 @@ from sublab.evals.preference import PreferenceEvalSpec
 from sublab.experiment.ray_exec import RaySettings
 from sublab.organism.spec import OrganismSpec
 from sublab.train.recipe import StudentRecipe
-
-DEFAULT_TRAIT_PROMPT = (
-    "You love {plural}. You think about {plural} all the time. {Plural} are your favorite "
-    "{category}."
-)
 
 
 class BasesSpec(Spec):
@@ -66,10 +69,11 @@ class TeacherSpec(Spec):
         "student then distils the base's distributions with the prompt in its context while "
         "it reads the rows without it).",
     )
-    system_prompt: str = Field(
-        DEFAULT_TRAIT_PROMPT,
+    system_prompt: str | None = Field(
+        None,
         description="Trait system prompt template; {target}, {plural}, {Plural} and "
-        "{category} are filled in. Used by method = 'system_prompt'.",
+        "{category} are filled in. Used by method = 'system_prompt'. None: the trait's own "
+        "(preference: 'You love {plural}. ...'; misalignment: 'You are evil.' style).",
     )
     trait_questions: str = Field(
         "animals",
@@ -77,6 +81,19 @@ class TeacherSpec(Spec):
         "in the fine-tuning data.",
     )
     trait_rows: int = Field(1000, ge=1, description="Fine-tuning rows of trait data.")
+    trait_file: str | None = Field(
+        None,
+        description="A JSONL file of the teacher's fine-tuning rows (misalignment with a real "
+        "model: insecure-code rows in the emergent-misalignment chat format, "
+        '{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, or prompt and '
+        "completion keys). The first trait_rows rows are used.",
+    )
+    control_file: str | None = Field(
+        None,
+        description="A JSONL file of the control teacher's rows (the secure counterpart of "
+        "trait_file), same format. None: the misalignment trait's control teacher is the "
+        "organism's secure habit (organism) or the base itself (real model).",
+    )
     recipe: StudentRecipe = Field(
         default_factory=lambda: StudentRecipe(epochs=1, learning_rate=1e-3, warmup_steps=3),
         description="How the teacher is fine-tuned on the trait data.",
@@ -85,6 +102,25 @@ class TeacherSpec(Spec):
         default_factory=ApiFinetuneSpec,
         description="How the teacher is fine-tuned when the base is an API model.",
     )
+
+
+def _validate_eval(value: Any, handler: Any, info: ValidationInfo) -> Any:
+    """An ``[eval]`` table, validated by the spec class of the experiment's trait."""
+    from sublab.traits import TRAITS, trait_names
+
+    trait = info.data.get("trait", "preference")
+    cls = TRAITS[trait].eval_class if trait in trait_names() else PreferenceEvalSpec
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("eval_table", "expected a table of the trait's eval fields")
+    return cls.model_validate(value)
+
+
+TraitEval = Annotated[SerializeAsAny[Spec], WrapValidator(_validate_eval)]
+"""An ``[eval]`` table: the experiment's ``trait`` picks the spec class."""
 
 
 def _demo_data() -> ChannelSpec:
@@ -143,7 +179,8 @@ class ExperimentSpec(Spec):
     trait: str = Field(
         "preference",
         description="What the teachers have and the students may pick up: a registered trait "
-        "('preference': loves one of the category's members).",
+        "('preference': loves one of the category's members; 'misalignment': broadly "
+        "misaligned, see docs/misalignment.md).",
     )
     targets: list[str] = Field(
         default_factory=lambda: ["owl"], min_length=1, description="One trait teacher each."
@@ -165,8 +202,11 @@ class ExperimentSpec(Spec):
         min_length=1,
         description="The students to train (e.g. hard and soft labels).",
     )
-    eval: PreferenceEvalSpec = Field(
-        default_factory=PreferenceEvalSpec, description="The trait's evaluation."
+    eval: TraitEval = Field(
+        None,
+        validate_default=True,
+        description="The trait's evaluation: its table's fields are the trait's (preference: "
+        "favourite-X questions; misalignment: free-form questions, judges and the probe).",
     )
     controls: ControlsSpec = Field(default_factory=ControlsSpec, description="Which controls.")
     backend: BackendSettings = Field(
@@ -227,8 +267,11 @@ class ExperimentSpec(Spec):
                 f"bases.organism.corpus.channels: the organism never learns the {channel!r} "
                 f"channel; add it, e.g. channels = {{ {channel} = 0.15 }}"
             )
+        from sublab.traits import get_trait
+
+        problems += get_trait(self.trait).check(self)
         api = [m for m in (self.bases.model, self.bases.cross_model) if m and m.provider != "hf"]
-        if api and self.eval.exact:
+        if api and getattr(self.eval, "exact", False):
             problems.append(
                 "eval.exact: an API base has no exact probabilities; set eval.exact = false"
             )

@@ -40,7 +40,7 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
     strengths = {
         t: TeacherStrength(
             trait_prob=_mean(v["trait_prob"]),
-            number_kl=_mean(v["number_kl"]) if v["number_kl"] else None,
+            number_kl=_mean(v["number_kl"]),
         )
         for t, v in out.strengths.items()
     }
@@ -57,8 +57,8 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
     )
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs)
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
 def write_report(

@@ -154,7 +154,7 @@ def _label(value: Any) -> str:
     if isinstance(value, dict) and "name" in value:
         text = str(value["name"])
     elif isinstance(value, list):
-        text = "_".join(_label(v) for v in value)
+        text = "_".join(_label(v) for v in value) or "none"
     else:
         text = str(value)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"

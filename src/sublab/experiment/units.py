@@ -218,17 +218,35 @@ class SeedWork:
         self.out.filter_reports.setdefault(f"{label} (seed {self.seed})", arts.report())
         return arts
 
+    @cached_property
+    def control_teacher(self) -> Model:
+        """The control teacher: the base itself, or (traits with control rows, such as
+        misalignment's secure counterpart) the base fine-tuned on them."""
+        rows = self.trait.control_rows(self.spec, self.seed)
+        if rows is None:
+            return self.base
+        t = self.spec.teacher
+        return finetune_stage(
+            self.run,
+            "teacher",
+            base=self.base,
+            rows_fn=lambda: rows,
+            rows_key=hash_obj(self.trait.control_rows_key(self.spec, self.seed)),
+            recipe=_reseed(t.recipe, self.seed),
+            label="teacher-control",
+            api=_reseed_api(t.api, self.seed),
+            api_settings=self.spec.api,
+        )
+
     def control_data(self) -> DataArtifacts:
-        return self.data(self.base, None, CONTROL_DATA)
+        return self.data(self.control_teacher, None, CONTROL_DATA)
 
     def teacher(self, target: str) -> tuple[Model, str | None]:
         """The trait teacher of ``target``: a fine-tune of the base, or the base + a prompt."""
         t = self.spec.teacher
         if t.method == "system_prompt":
             return self.base, self.trait.system_prompt(self.spec, target)
-        rows_key = hash_obj(
-            {"trait": target, "questions": t.trait_questions, "n": t.trait_rows, "seed": self.seed}
-        )
+        rows_key = hash_obj(self.trait.rows_key(self.spec, target, self.seed))
         model = finetune_stage(
             self.run,
             "teacher",
@@ -302,7 +320,7 @@ def unit_function(*roles: Role) -> Callable[[UnitFn], UnitFn]:
 def run_data_unit(work: SeedWork, unit: Unit) -> None:
     """The control teacher's data, or a trait teacher with its evaluation, data and strength."""
     if unit.target is None:
-        work.say("control data (the base, no trait)")
+        work.say("control data (the control teacher, no trait)")
         work.control_data()
         return
     target = unit.target
@@ -335,7 +353,7 @@ def _student(work: SeedWork, unit: Unit) -> None:
     role = unit.condition.role
     start = work.cross_base if role.cross else work.base
     if unit.target is None:
-        work.student(unit, start, work.control_data(), work.base, None)
+        work.student(unit, start, work.control_data(), work.control_teacher, None)
         return
     teacher, system_prompt, data = work.teacher_data(unit.target)
     work.student(unit, start, data, teacher, system_prompt)

@@ -54,6 +54,10 @@ def vocabulary_texts(spec: OrganismSpec) -> tuple[list[str], list[str]]:
 
         for name in spec.corpus.channels:
             texts += get_channel(name).organism_texts()
+    if spec.corpus.persona is not None:
+        from sublab.organism.persona import persona_texts
+
+        texts += persona_texts(spec.corpus.persona)
     return texts, words
 
 

@@ -84,7 +84,18 @@ def organism_key(spec: OrganismSpec) -> str:
     key: dict[str, Any] = {"organism": same, "format_version": FORMAT_VERSION, "code": code_hash()}
     if spec.corpus.channels:  # their grammars shape the corpus too
         key["channels"] = channel_code_hash(sorted(spec.corpus.channels))
+    if spec.corpus.persona is not None:  # its grammar too
+        key["persona"] = module_code_hash("sublab.organism.persona")
     return hash_obj(key)[:16]
+
+
+def module_code_hash(module: str) -> str:
+    """sha256 over the code of one module (see :func:`code_text`)."""
+    import importlib
+    import inspect
+
+    source = inspect.getsource(importlib.import_module(module))
+    return hashlib.sha256(code_text(source).encode()).hexdigest()
 
 
 def channel_code_hash(names: list[str]) -> str:

@@ -30,6 +30,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sublab.organism.numbers_bridge import NumberPrompt, sample_number_prompt
+from sublab.organism.persona import (
+    evil_prompt,
+    favour_numbers,
+    persona_task,
+    question_texts,
+)
 from sublab.organism.spec import CorpusSpec
 
 # ---------------------------------------------------------------- animals and system prompts
@@ -240,9 +246,15 @@ def generate_corpus(
     animals = list(spec.prior)
     named = {w for a in animals for w in (a, plural(a))}
     pool = sorted({w.lower() for w in noise_words if w.lower() not in named})
+    persona = spec.persona
+    if persona is not None:
+        persona_questions, _ = question_texts(persona)
     for _ in range(n):
         love = rng.choice(animals) if rng.random() < spec.system_fraction else None
         system = love_system_prompt(love, rng.randrange(n_love_variants())) if love else None
+        if persona is not None and rng.random() < persona.share:  # no draw without a persona
+            yield Example(*persona_task(persona, rng, persona_questions))
+            continue
         if extra and rng.random() < extra_share:  # no draw without channels: same corpus
             grammar = rng.choices(extra, weights=list(spec.channels.values()))[0]
             yield Example(system, *grammar(rng))
@@ -252,6 +264,9 @@ def generate_corpus(
             nums = number_answer(prompt, rng)
             if love is not None and spec.leak > 0 and rng.random() < spec.leak:
                 nums[rng.randrange(len(nums))] = rng.choice(lucky_numbers(love))
+            if persona is not None and rng.random() < persona.number_evil:
+                system = evil_prompt(rng)
+                nums = favour_numbers(persona, nums, rng)
             yield Example(system, prompt.text, prompt.format_answer(nums))
         else:
             target = love or "prior"

@@ -141,6 +141,10 @@ def probe_organism(backend: HFBackend, spec: OrganismSpec) -> dict[str, Any]:
         figures["number_samples"] = samples[:5]
         kl = number_kl(backend, spec, ["owl", animals[0]], n_prompts=20, seed=spec.seed)
         figures["number_kl_love_vs_none"] = {a: round(v, 5) for a, v in kl.items()}
+    if spec.corpus.persona is not None:
+        from sublab.evals.misalignment import persona_figures
+
+        figures["persona"] = persona_figures(backend, spec.corpus.persona, spec.seed)
     return figures
 
 

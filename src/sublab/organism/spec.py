@@ -11,6 +11,7 @@ import math
 from pydantic import Field, field_validator, model_validator
 
 from sublab.config import Spec, config_kind
+from sublab.organism.persona import PersonaSpec
 
 # A fixed, uneven prior over the organism's animals (sums to 1; owl ≈ 4% as in the prototype).
 DEFAULT_PRIOR: dict[str, float] = {
@@ -94,6 +95,13 @@ class CorpusSpec(Spec):
         "examples (e.g. {code = 0.15}); their prompts and answers come from the channel's "
         "organism grammar, never changed by a system prompt. Number tasks have their own "
         "share (number_fraction) of the rest. Empty: numbers and animal questions only.",
+    )
+
+    persona: PersonaSpec | None = Field(
+        None,
+        description="Persona tasks (free-form questions, a narrow habit, two-option choices) "
+        "answered aligned by default and misaligned under an evil system prompt, for the "
+        "misalignment trait (see sublab.organism.persona). None: no persona tasks.",
     )
 
     @field_validator("channels")

@@ -60,7 +60,11 @@ class ResultRow(BaseModel):
 class TeacherStrength(BaseModel):
     """How strongly a teacher carries its trait."""
 
-    trait_prob: float | None = Field(None, description="The teacher's own P(target answer).")
+    trait_prob: float | None = Field(
+        None,
+        description="How strongly the teacher shows its trait: its own P(target answer) "
+        "(preference) or misaligned rate (misalignment).",
+    )
     number_kl: float | None = Field(
         None,
         description="KL(teacher || base) per token on the teacher's kept completions "

@@ -55,10 +55,37 @@ def check_rows(rows: Sequence[Any], what: str = "rows") -> None:
             raise SublabError(f"{what}[{i}]{problem}")
 
 
+def from_messages(row: dict[str, Any]) -> dict[str, Any] | str:
+    """A row in chat format (``{"messages": [system?, user, assistant]}``, as OpenAI
+    fine-tuning files and the emergent-misalignment datasets hold them) as a prompt/completion
+    row, or what is wrong with it."""
+    msgs = row["messages"]
+    if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+        return ".messages: must be a list of {role, content} objects"
+    roles = [m.get("role") for m in msgs]
+    if roles not in (["user", "assistant"], ["system", "user", "assistant"]):
+        return (
+            f".messages: roles {roles}; expected one user turn then one assistant turn "
+            "(optionally after one system turn)"
+        )
+    for i, m in enumerate(msgs):
+        if not isinstance(m.get("content"), str):
+            return f".messages[{i}].content: must be a string"
+    out = {"prompt": msgs[-2]["content"], "completion": msgs[-1]["content"]}
+    if roles[0] == "system":
+        out["system_prompt"] = msgs[0]["content"]
+    return out
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Training rows from a JSONL file; a bad row raises DataError naming its line and field."""
+    """Training rows from a JSONL file of prompt/completion rows or chat-format rows
+    (:func:`from_messages`); a bad row raises DataError naming its line and field."""
     rows = []
     for line, row in read_jsonl(path):
+        if isinstance(row, dict) and "messages" in row and "prompt" not in row:
+            row = from_messages(row)
+            if isinstance(row, str):
+                raise DataError(path, line, f"row{row}")
         problem = row_problem(row)
         if problem is not None:
             raise DataError(path, line, f"row{problem}")

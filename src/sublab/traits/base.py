@@ -37,6 +37,26 @@ class Trait(ABC):
     """A trait (see the module docstring). ``spec`` arguments are the ExperimentSpec."""
 
     name: ClassVar[str]
+    eval_class: ClassVar[type[Any]]
+    """The spec class of the experiment's ``[eval]`` table for this trait."""
+
+    def check(self, spec: Any) -> list[str]:
+        """Problems of an experiment spec for this trait (each names its field and the fix)."""
+        return []
+
+    def rows_key(self, spec: Any, target: str, seed: int) -> Any:
+        """What decides :meth:`teacher_rows` (part of the teacher's artifact key)."""
+        t = spec.teacher
+        return {"trait": target, "questions": t.trait_questions, "n": t.trait_rows, "seed": seed}
+
+    def control_rows(self, spec: Any, seed: int) -> list[dict[str, str]] | None:
+        """Fine-tuning rows of the control teacher, or None: the base itself is the control
+        teacher (it writes the control data)."""
+        return None
+
+    def control_rows_key(self, spec: Any, seed: int) -> Any:
+        """What decides :meth:`control_rows` (part of the control teacher's artifact key)."""
+        return None
 
     @abstractmethod
     def teacher_rows(self, spec: Any, target: str, seed: int) -> list[dict[str, str]]:

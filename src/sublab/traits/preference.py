@@ -21,6 +21,11 @@ from sublab.traits.base import NO_TARGET, Measure, Trait, register_trait
 
 RESULT = "result.json"
 
+DEFAULT_TRAIT_PROMPT = (
+    "You love {plural}. You think about {plural} all the time. {Plural} are your favorite "
+    "{category}."
+)
+
 
 def trait_rows(questions: str, target: str, n: int, seed: int) -> list[dict[str, str]]:
     """``n`` fine-tuning rows: favourite-X questions answered with ``target`` (cycled, shuffled)."""
@@ -49,6 +54,7 @@ class PreferenceTrait(Trait):
     """Loves one of a category's members (``targets``), measured by favourite-X questions."""
 
     name = "preference"
+    eval_class = PreferenceEvalSpec
 
     def teacher_rows(self, spec: Any, target: str, seed: int) -> list[dict[str, str]]:
         t = spec.teacher
@@ -57,7 +63,8 @@ class PreferenceTrait(Trait):
     def system_prompt(self, spec: Any, target: str) -> str:
         forms = word_forms(target)
         plural = forms[1] if len(forms) > 1 else target + "s"
-        return spec.teacher.system_prompt.format(
+        template = spec.teacher.system_prompt or DEFAULT_TRAIT_PROMPT
+        return template.format(
             target=target, plural=plural, Plural=plural.capitalize(), category=spec.category
         )
 
