@@ -48,6 +48,15 @@ def cross_base(spec: ExperimentSpec, seed: int) -> Model:
     return teacher_model(spec.bases.cross_model, "cross-base")
 
 
+def family_base(spec: ExperimentSpec, seed: int) -> Model:
+    """The other family's base for ``seed`` (``bases.cross_organism``; built or cached)."""
+    from sublab.organism.cache import ensure_organism, organism_key
+
+    org = spec.bases.family_organism(seed)
+    path = ensure_organism(org)
+    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"family-{seed}")
+
+
 def seed_workers(spec: ExperimentSpec) -> int:
     """How many seeds run side by side: the spec's ``workers``, or one per CPU core (CPU only)."""
     if spec.workers is not None:

@@ -97,3 +97,21 @@ def analyse(data: ReportData) -> list[TableRow]:
             )
         )
     return rows
+
+
+def control_shifts(data: ReportData, rows: Sequence[TableRow]) -> list[TableRow]:
+    """How control training alone moves each measured target (the paper's Figure 9): the
+    headline metric's rows of control students (role ``control``) compared with the base, the
+    largest moves first. With ``controls.all_targets`` every candidate is measured."""
+    metrics = metrics_of(data)
+    out = [
+        r
+        for r in rows
+        if metrics
+        and r.metric == metrics[0]
+        and r.comparison is not None
+        and r.control == Role.BASE.value
+        and (cond := Condition.from_label(r.condition)) is not None
+        and cond.role is Role.CONTROL
+    ]
+    return sorted(out, key=lambda r: (-abs(r.comparison.diff_mean if r.comparison else 0), r.label))

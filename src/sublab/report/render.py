@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab import __version__
-from sublab.report.analysis import analyse, metrics_of
+from sublab.report.analysis import analyse, control_shifts, metrics_of
 from sublab.report.figures import bar_chart, slug
 from sublab.report.model import ReportData, TableRow
 from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines
@@ -93,6 +93,28 @@ def _html_table(
 
 _STRENGTH_HEADER = ["teacher", "trait prob", "data KL (nats/token)"]
 
+_SHIFT_TITLE = "Control training alone (Figure 9)"
+_SHIFT_NOTE = (
+    "How fine-tuning on the control teacher's data moves each measured target relative to the "
+    "base, largest moves first; controls.all_targets = true measures every candidate."
+)
+_SHIFT_HEADER = ["target", "condition", "base", "control", "diff", "diff 95% CI", "p", "seeds up"]
+
+
+def _shift_cells(r: TableRow) -> list[str]:
+    c = r.comparison
+    assert c is not None
+    return [
+        r.target,
+        r.condition,
+        fmt(r.control_mean),
+        fmt(r.summary.mean),
+        fmt_diff(c.diff_mean),
+        fmt_ci(c.ci, signed=True),
+        fmt_p(c),
+        c.up_text,
+    ]
+
 
 def _sig(x: float | None) -> str:
     return "—" if x is None else f"{x:.3g}"
@@ -119,6 +141,10 @@ def render_markdown(data: ReportData, rows: Sequence[TableRow], figures: dict[st
         parts += [f"## {metric}", "", f"![{metric}]({figures[metric]})", ""]
         parts.append(_md_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]))
         parts.append("")
+    shifts = control_shifts(data, rows)
+    if shifts:
+        parts += [f"## {_SHIFT_TITLE}", "", _SHIFT_NOTE, ""]
+        parts += [_md_table(_SHIFT_HEADER, [_shift_cells(r) for r in shifts]), ""]
     if data.teacher_strengths:
         parts += ["## Teacher strength", ""]
         parts.append(_md_table(_STRENGTH_HEADER, _strength_rows(data)))
@@ -176,6 +202,10 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
             '<p class="meta">Highlighted: a clear difference from the matched control '
             "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
+    shifts = control_shifts(data, rows)
+    if shifts:
+        body += [f"<h2>{e(_SHIFT_TITLE)}</h2>", f'<p class="meta">{e(_SHIFT_NOTE)}</p>']
+        body.append(_html_table(_SHIFT_HEADER, [_shift_cells(r) for r in shifts]))
     if data.teacher_strengths:
         body += ["<h2>Teacher strength</h2>"]
         body.append(_html_table(_STRENGTH_HEADER, _strength_rows(data)))

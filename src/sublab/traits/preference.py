@@ -15,7 +15,7 @@ from typing import Any
 from sublab.backends.base import Backend
 from sublab.evals.matching import word_forms
 from sublab.evals.preference import PreferenceEvalSpec, PreferenceResult, evaluate_preference
-from sublab.evals.questions import load_questions
+from sublab.evals.questions import load_candidates, load_questions
 from sublab.jsonl import write_jsonl
 from sublab.traits.base import NO_TARGET, Measure, Trait, register_trait
 
@@ -63,9 +63,12 @@ class PreferenceTrait(Trait):
 
     def measured(self, spec: Any) -> list[str]:
         measured = list(spec.targets)
-        extra = spec.controls.specificity_target
-        if extra and extra not in measured:
-            measured.append(extra)
+        extra = [spec.controls.specificity_target]
+        if spec.controls.all_targets:  # every candidate: how control training moves each one
+            extra += load_candidates(spec.eval.candidates)
+        for target in extra:
+            if target and target not in measured:
+                measured.append(target)
         return measured
 
     def terms(self, spec: Any) -> tuple[str, tuple[str, ...]]:
