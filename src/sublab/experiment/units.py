@@ -374,10 +374,7 @@ def _in_context(work: SeedWork, unit: Unit) -> None:
     """The base asked the trait questions with a teacher's first kept rows (the control
     teacher's for icl-control) as earlier turns of every chat."""
     assert unit.condition is not None
-    if unit.target is None:
-        data = work.control_data()
-    else:
-        data = work.teacher_data(unit.target)[2]
+    data = work.control_data() if unit.target is None else work.teacher_data(unit.target)[2]
     rows = data.kept_rows()[: work.spec.controls.icl_rows]
     teacher_label = unit.target or CONTROL_DATA
     work.say(f"{unit.condition.label}: the base with {len(rows)} rows of {teacher_label}")
