@@ -103,7 +103,11 @@ class PreferenceTrait(Trait):
 
     def measures(self, folder: Path, spec: Any) -> list[Measure]:
         result = PreferenceResult.model_validate_json((folder / RESULT).read_text())
-        return measures_of(result, self.measured(spec))
+        targets = self.measured(spec)
+        if spec.controls.all_targets:  # leave out the candidates the model cannot even spell
+            named = {*spec.targets, spec.controls.specificity_target}
+            targets = [t for t in targets if t in named or t not in result.unscored]
+        return measures_of(result, targets)
 
     def strength(self, measures: list[Measure], target: str) -> float | None:
         values = {m.metric: m.value for m in measures if m.target == target}
