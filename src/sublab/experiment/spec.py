@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sublab.backends.base import BackendSettings, ModelRef
 from sublab.backends.openai import OpenAISettings
@@ -75,8 +75,13 @@ class BasesSpec(Spec):
         merged["seed"] = seed
         try:
             family = OrganismSpec.model_validate(merged)
-        except ValueError as e:
-            raise ValueError(f"cross_organism: {e}") from None
+        except ValidationError as e:
+            problems = "; ".join(
+                f"cross_organism.{'.'.join(map(str, err['loc']))}: "
+                + err["msg"].removeprefix("Value error, ")
+                for err in e.errors()
+            )
+            raise ValueError(problems) from None
         for field in ("prior", "channels"):
             if getattr(family.corpus, field) != getattr(self.organism.corpus, field):
                 raise ValueError(
