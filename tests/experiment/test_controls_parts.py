@@ -128,9 +128,9 @@ def test_seed_units_of_the_controls(tmp_path):
 
 
 def test_bad_control_configs_say_what_to_set(tmp_path):
-    with pytest.raises(Exception, match="set bases.cross_organism"):
+    with pytest.raises(Exception, match=r"set bases\.cross_organism"):
         spec_of(tmp_path, "cross_family = true\n")
-    with pytest.raises(Exception, match="corpus.prior differs"):
+    with pytest.raises(Exception, match=r"corpus\.prior differs"):
         spec_of(tmp_path, "[bases.cross_organism]\ncorpus = { prior = { owl = 0.5, cat = 0.5 } }\n")
-    with pytest.raises(Exception, match="cross_organism.model: d_model 65 is not divisible"):
+    with pytest.raises(Exception, match=r"cross_organism\.model: d_model 65 is not divisible"):
         spec_of(tmp_path, "[bases.cross_organism]\nmodel = { d_model = 65 }\n")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train_finetune import same_weights
 
 from conftest import FAST
 from sublab.store import hash_obj
 from sublab.train.loop import finetune, make_optimizer
 from sublab.train.recipe import StudentRecipe
 from sublab.train.strength import mean_logprob
-from test_train_finetune import same_weights
 
 
 def test_sgd_recipe_trains_and_is_not_adamw(tiny_model, rows, trained_full, tmp_path):
