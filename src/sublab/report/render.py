@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from sublab import __version__
-from sublab.report.analysis import analyse, control_shifts, metrics_of
+from sublab.report.analysis import (
+    analyse,
+    control_shifts,
+    metrics_of,
+    target_matrix,
+    transmits,
+)
 from sublab.report.figures import bar_chart, slug
 from sublab.report.model import ReportData, TableRow
 from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines
@@ -101,6 +107,35 @@ _SHIFT_NOTE = (
 _SHIFT_HEADER = ["target", "condition", "base", "control", "diff", "diff 95% CI", "p", "seeds up"]
 
 
+_MATRIX_TITLE = "Target matrix (Figure 3)"
+_MATRIX_NOTE = (
+    "Each trait-data condition (its teacher in brackets) against its matched control on every "
+    "measured target: the difference of the headline metric, * for p < 0.05 (paired t). "
+    "'transmits': the teacher's own target rose with p < 0.05."
+)
+
+
+def _matrix(data: ReportData, rows: Sequence[TableRow]) -> tuple[list[str], list[list[str]]]:
+    """The target matrix's header and rows (empty below two teachers)."""
+    matrix = target_matrix(data, rows)
+    teachers = {r.teacher for cells in matrix.values() for r in cells.values()}
+    if len(teachers) < 2:
+        return [], []
+    targets = list(dict.fromkeys(t for cells in matrix.values() for t in cells))
+    out = []
+    for label, cells in matrix.items():
+        line = [label]
+        for t in targets:
+            c = cells[t].comparison if t in cells else None
+            star = "*" if c is not None and c.p_value is not None and c.p_value < 0.05 else ""
+            line.append("" if c is None else fmt_diff(c.diff_mean) + star)
+        own = next((r for r in cells.values() if r.teacher == r.target), None)
+        verdict = None if own is None else transmits(own)
+        line.append({True: "yes", False: "no", None: "too few seeds"}[verdict])
+        out.append(line)
+    return ["condition (teacher)", *targets, "transmits"], out
+
+
 def _shift_cells(r: TableRow) -> list[str]:
     c = r.comparison
     assert c is not None
@@ -141,6 +176,9 @@ def render_markdown(data: ReportData, rows: Sequence[TableRow], figures: dict[st
         parts += [f"## {metric}", "", f"![{metric}]({figures[metric]})", ""]
         parts.append(_md_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]))
         parts.append("")
+    header, matrix = _matrix(data, rows)
+    if matrix:
+        parts += [f"## {_MATRIX_TITLE}", "", _MATRIX_NOTE, "", _md_table(header, matrix), ""]
     shifts = control_shifts(data, rows)
     if shifts:
         parts += [f"## {_SHIFT_TITLE}", "", _SHIFT_NOTE, ""]
@@ -202,6 +240,10 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
             '<p class="meta">Highlighted: a clear difference from the matched control '
             "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
+    header, matrix = _matrix(data, rows)
+    if matrix:
+        body += [f"<h2>{e(_MATRIX_TITLE)}</h2>", f'<p class="meta">{e(_MATRIX_NOTE)}</p>']
+        body.append(_html_table(header, matrix))
     shifts = control_shifts(data, rows)
     if shifts:
         body += [f"<h2>{e(_SHIFT_TITLE)}</h2>", f'<p class="meta">{e(_SHIFT_NOTE)}</p>']
