@@ -134,3 +134,21 @@ def test_bad_control_configs_say_what_to_set(tmp_path):
         spec_of(tmp_path, "[bases.cross_organism]\ncorpus = { prior = { owl = 0.5, cat = 0.5 } }\n")
     with pytest.raises(Exception, match=r"cross_organism\.model: d_model 65 is not divisible"):
         spec_of(tmp_path, "[bases.cross_organism]\nmodel = { d_model = 65 }\n")
+
+
+def test_other_family_bases_are_built_before_their_students(tmp_path):
+    from sublab.experiment.run import seed_jobs
+    from sublab.store import Run
+
+    # a shape no test builds: its bases are jobs of the graph, not built here
+    spec = spec_of(
+        tmp_path,
+        "cross_family = true\n[bases.cross_organism]\nmodel = { d_model = 40, heads = 5 }\n",
+    )
+    jobs = {j.name: j for j in seed_jobs(Run(tmp_path / "run"), spec)}
+    assert {"family-0", "family-1"} <= set(jobs)
+    assert jobs["family-1"].args[0].seed == 1 and jobs["family-1"].args[0].model.d_model == 40
+    assert jobs["family-1"].args[0].train.threads == 1
+    assert "family-1" in jobs["seed-1-family-student-hard:owl"].needs
+    assert "family-0" in jobs["seed-0-family-base"].needs
+    assert "family-0" not in jobs["seed-0-student-hard:owl"].needs
