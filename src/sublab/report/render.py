@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from sublab import __version__
-from sublab.report.analysis import (
-    analyse,
-    control_shifts,
-    metrics_of,
-    target_matrix,
-    transmits,
-)
+from sublab.report.analysis import analyse, control_shifts, metrics_of
 from sublab.report.figures import bar_chart, slug
 from sublab.report.model import ReportData, TableRow
+from sublab.report.sections import (
+    MATRIX_NOTE,
+    MATRIX_TITLE,
+    SHIFT_HEADER,
+    SHIFT_NOTE,
+    SHIFT_TITLE,
+    matrix_table,
+    shift_cells,
+)
 from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines
 from sublab.store import atomic_write_bytes, atomic_write_text
 
@@ -99,57 +102,6 @@ def _html_table(
 
 _STRENGTH_HEADER = ["teacher", "trait prob", "data KL (nats/token)"]
 
-_SHIFT_TITLE = "Control training alone (Figure 9)"
-_SHIFT_NOTE = (
-    "How fine-tuning on the control teacher's data moves each measured target relative to the "
-    "base, largest moves first; controls.all_targets = true measures every candidate."
-)
-_SHIFT_HEADER = ["target", "condition", "base", "control", "diff", "diff 95% CI", "p", "seeds up"]
-
-
-_MATRIX_TITLE = "Target matrix (Figure 3)"
-_MATRIX_NOTE = (
-    "Each trait-data condition (its teacher in brackets) against its matched control on every "
-    "measured target: the difference of the headline metric, * for p < 0.05 (paired t). "
-    "'transmits': the teacher's own target rose with p < 0.05."
-)
-
-
-def _matrix(data: ReportData, rows: Sequence[TableRow]) -> tuple[list[str], list[list[str]]]:
-    """The target matrix's header and rows (empty below two teachers)."""
-    matrix = target_matrix(data, rows)
-    teachers = {r.teacher for cells in matrix.values() for r in cells.values()}
-    if len(teachers) < 2:
-        return [], []
-    targets = list(dict.fromkeys(t for cells in matrix.values() for t in cells))
-    out = []
-    for label, cells in matrix.items():
-        line = [label]
-        for t in targets:
-            c = cells[t].comparison if t in cells else None
-            star = "*" if c is not None and c.p_value is not None and c.p_value < 0.05 else ""
-            line.append("" if c is None else fmt_diff(c.diff_mean) + star)
-        own = next((r for r in cells.values() if r.teacher == r.target), None)
-        verdict = None if own is None else transmits(own)
-        line.append({True: "yes", False: "no", None: "too few seeds"}[verdict])
-        out.append(line)
-    return ["condition (teacher)", *targets, "transmits"], out
-
-
-def _shift_cells(r: TableRow) -> list[str]:
-    c = r.comparison
-    assert c is not None
-    return [
-        r.target,
-        r.condition,
-        fmt(r.control_mean),
-        fmt(r.summary.mean),
-        fmt_diff(c.diff_mean),
-        fmt_ci(c.ci, signed=True),
-        fmt_p(c),
-        c.up_text,
-    ]
-
 
 def _sig(x: float | None) -> str:
     return "—" if x is None else f"{x:.3g}"
@@ -176,13 +128,13 @@ def render_markdown(data: ReportData, rows: Sequence[TableRow], figures: dict[st
         parts += [f"## {metric}", "", f"![{metric}]({figures[metric]})", ""]
         parts.append(_md_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]))
         parts.append("")
-    header, matrix = _matrix(data, rows)
+    header, matrix = matrix_table(data, rows)
     if matrix:
-        parts += [f"## {_MATRIX_TITLE}", "", _MATRIX_NOTE, "", _md_table(header, matrix), ""]
+        parts += [f"## {MATRIX_TITLE}", "", MATRIX_NOTE, "", _md_table(header, matrix), ""]
     shifts = control_shifts(data, rows)
     if shifts:
-        parts += [f"## {_SHIFT_TITLE}", "", _SHIFT_NOTE, ""]
-        parts += [_md_table(_SHIFT_HEADER, [_shift_cells(r) for r in shifts]), ""]
+        parts += [f"## {SHIFT_TITLE}", "", SHIFT_NOTE, ""]
+        parts += [_md_table(SHIFT_HEADER, [shift_cells(r) for r in shifts]), ""]
     if data.teacher_strengths:
         parts += ["## Teacher strength", ""]
         parts.append(_md_table(_STRENGTH_HEADER, _strength_rows(data)))
@@ -240,14 +192,14 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
             '<p class="meta">Highlighted: a clear difference from the matched control '
             "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
-    header, matrix = _matrix(data, rows)
+    header, matrix = matrix_table(data, rows)
     if matrix:
-        body += [f"<h2>{e(_MATRIX_TITLE)}</h2>", f'<p class="meta">{e(_MATRIX_NOTE)}</p>']
+        body += [f"<h2>{e(MATRIX_TITLE)}</h2>", f'<p class="meta">{e(MATRIX_NOTE)}</p>']
         body.append(_html_table(header, matrix))
     shifts = control_shifts(data, rows)
     if shifts:
-        body += [f"<h2>{e(_SHIFT_TITLE)}</h2>", f'<p class="meta">{e(_SHIFT_NOTE)}</p>']
-        body.append(_html_table(_SHIFT_HEADER, [_shift_cells(r) for r in shifts]))
+        body += [f"<h2>{e(SHIFT_TITLE)}</h2>", f'<p class="meta">{e(SHIFT_NOTE)}</p>']
+        body.append(_html_table(SHIFT_HEADER, [shift_cells(r) for r in shifts]))
     if data.teacher_strengths:
         body += ["<h2>Teacher strength</h2>"]
         body.append(_html_table(_STRENGTH_HEADER, _strength_rows(data)))
