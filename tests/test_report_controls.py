@@ -96,3 +96,12 @@ def test_headlines_say_how_many_seeds_give_power(tmp_path):
     assert "seeds give 80% power at α = 0.01" in lead
     row = next(r for r in analyse(data) if r.label == "student-hard (owl)" and r.target == "owl")
     assert row.comparison is not None and f"; {row.comparison.seeds_needed} seeds give" in lead
+
+
+def test_headline_targets_limit_the_sentences(tmp_path):
+    data = report().model_copy(update={"headline_targets": ["owl"]})
+    md = render_report(data, tmp_path)["md"].read_text()
+    heads = md.split("## ")[0]
+    assert "exact_prob of owl" in heads and "exact_prob of wolf" not in heads
+    every = render_report(report(), tmp_path / "all")["md"].read_text().split("## ")[0]
+    assert "exact_prob of wolf" in every

@@ -84,7 +84,7 @@ def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
     for r in rows:
         if r.metric != metrics[0] or r.comparison is None:
             continue
-        if r.is_control:
+        if r.is_control or (data.headline_targets and r.target not in data.headline_targets):
             continue
         out.append(sentence(r))
     if not out:
