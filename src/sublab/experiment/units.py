@@ -282,16 +282,13 @@ class SeedWork:
             self.record(condition, unit.target, self.measure(start))
             return
         self.say(f"{condition.label} of {teacher_label}, from {start.label}")
+        rows_fn, rows_key = training_rows(data, self.seed, shuffled)
         model = finetune_stage(
             self.run,
             "student",
             base=start,
-            rows_fn=(lambda: shuffle_numbers(data.kept_rows(), self.seed))
-            if shuffled
-            else data.kept_rows,
-            rows_key=hash_obj({"shuffled": data.kept.key, "seed": self.seed})
-            if shuffled
-            else data.kept.key,
+            rows_fn=rows_fn,
+            rows_key=rows_key,
             recipe=recipe,
             label=condition.label,
             teacher=teacher if soft else None,
@@ -300,6 +297,17 @@ class SeedWork:
             api_settings=self.spec.api,
         )
         self.record(condition, unit.target, self.measure(model))
+
+
+def training_rows(
+    data: DataArtifacts, seed: int, shuffled: bool
+) -> tuple[Callable[[], list[dict[str, str]]], str]:
+    """A student's training rows (read when called) and their key: a teacher's kept rows, or
+    with ``shuffled`` those rows with their numbers permuted (seeded by ``seed``)."""
+    if not shuffled:
+        return data.kept_rows, data.kept.key
+    key = hash_obj({"shuffled": data.kept.key, "seed": seed})
+    return (lambda: shuffle_numbers(data.kept_rows(), seed)), key
 
 
 # ---------------------------------------------------------------- unit functions
