@@ -314,6 +314,8 @@ class Run:
         }
         atomic_write_json(work / SIDECAR, sidecar)
         os.replace(work, final)
+        if shared.exists() and not _finished(shared, key):  # damaged: replace it
+            shutil.rmtree(shared, ignore_errors=True)
         _link_tree(final, shared)
         return Artifact(final, key, sidecar, cached=False)
 
