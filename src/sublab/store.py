@@ -9,6 +9,12 @@ An artifact is built in ``<name>.partial/`` and renamed into place only after it
 ``sidecar.json`` is written, so an artifact directory that exists is finished: nothing
 half-written is ever read as done. A resumable stage keeps its ``.partial`` folder across
 crashes and picks up where it stopped.
+
+Finished artifacts are also shared across the run directories of one folder: each is linked
+into ``<runs_dir>/.cache/<stage>-<key12>`` when built, and a run that needs an artifact it does
+not hold links it from there instead of computing it (hard links where the file system allows,
+else copies). Runs that share a part (the control arm of a target matrix, the same teachers)
+compute it once. Deleting a run leaves the shared copy; delete ``.cache`` to drop it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from sublab import __version__
 SIDECAR = "sidecar.json"
 MANIFEST = "manifest.json"
 INDEX = "index.sqlite"
+SHARED = ".cache"
+"""Folder of a runs directory holding every finished artifact of its runs (see the module
+docstring)."""
 DEFAULT_RUNS_DIR = Path("runs")
 
 
@@ -247,6 +256,10 @@ class Run:
     def artifact_dir(self, stage: str, key: str) -> Path:
         return self.path / f"{stage}-{key[:12]}"
 
+    def shared_dir(self, stage: str, key: str) -> Path:
+        """Where the runs directory's shared copy of an artifact lives."""
+        return self.path.parent / SHARED / f"{stage}-{key[:12]}"
+
     def find(self, stage: str) -> list[Artifact]:
         """Finished artifacts of a stage in this run, newest first."""
         out = []
@@ -277,6 +290,10 @@ class Run:
         final = self.artifact_dir(stage, key)
         if final.exists():
             return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
+        shared = self.shared_dir(stage, key)
+        if _finished(shared, key):
+            _link_tree(shared, final)
+            return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
         work = final.with_name(final.name + ".partial")
         if work.exists() and not resumable:
             shutil.rmtree(work)
@@ -297,7 +314,42 @@ class Run:
         }
         atomic_write_json(work / SIDECAR, sidecar)
         os.replace(work, final)
+        if shared.exists() and not _finished(shared, key):  # damaged: replace it
+            shutil.rmtree(shared, ignore_errors=True)
+        _link_tree(final, shared)
         return Artifact(final, key, sidecar, cached=False)
+
+
+def _finished(folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds the finished artifact ``key`` (its sidecar names the key)."""
+    try:
+        return json.loads((folder / SIDECAR).read_text()).get("key") == key
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return False
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``src``'s files linked (or copied) into a new ``dst``, which appears whole or not at
+    all; a ``dst`` that another process made first is kept."""
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.linking-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    try:
+        os.replace(tmp, dst)
+    except OSError:  # another process put it there first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not dst.exists():
+            raise
 
 
 # ---------------------------------------------------------------- SQLite index

@@ -3,7 +3,9 @@
 The statistical unit is the **base seed** (for API models, the training seed): the variance of a
 subliminal-learning effect lives between base models, so samples within one model are not
 independent replicates. Summaries are 95% Student-t intervals over seeds; comparisons are paired
-t-tests over the seeds present in both conditions, with the count of seeds that moved up.
+t-tests over the seeds present in both conditions, with the count of seeds that moved up, and
+how many seeds a paired t-test would need to detect the observed difference
+(:func:`seeds_for_power`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pydantic import BaseModel, Field
 from scipy import stats as sps
 
 CONFIDENCE = 0.95
+POWER = 0.8
+POWER_ALPHA = 0.01
+MAX_SEEDS = 10_000
 MIN_PAIRS_FOR_P = 3
 FEW_SEEDS_NOTE = "fewer than 3 seeds: no p-value"
 # A spread of the differences this small (relative to their size) is rounding noise, not data.
@@ -58,6 +63,12 @@ class Comparison(BaseModel):
     test: str = Field("paired t", description="The test used.")
     n_up: int = Field(description="Paired seeds where treatment > control.")
     note: str = Field("", description="Caveats: too few seeds, unpaired seeds dropped, ...")
+    seeds_needed: int | None = Field(
+        None,
+        description="Seeds a two-sided paired t-test needs for 80% power at alpha 0.01 if the "
+        "true difference had the observed mean and sd (None: a single pair, no spread, no "
+        f"difference, or more than {MAX_SEEDS}).",
+    )
 
     @property
     def up_text(self) -> str:
@@ -79,6 +90,51 @@ def summarize(values: Sequence[float]) -> Summary:
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
     return Summary(mean=mean, ci_low=mean - half, ci_high=mean + half, n=n, sd=sd)
+
+
+def power_paired_t(effect: float, n: int, alpha: float = POWER_ALPHA) -> float:
+    """Power of a two-sided paired (one-sample) t-test on ``n`` pairs at level ``alpha`` when
+    the true standardised difference is ``effect`` (mean / sd of the differences).
+
+    The statistic then follows a non-central t with ``n - 1`` degrees of freedom and
+    non-centrality ``effect * sqrt(n)``; power is its mass beyond either critical value.
+    """
+    if n < 2:
+        raise ValueError("a paired t-test needs at least 2 pairs")
+    df = n - 1
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+    nc = effect * math.sqrt(n)
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+
+
+def seeds_for_power(
+    diff_mean: float, diff_sd: float, power: float = POWER, alpha: float = POWER_ALPHA
+) -> int | None:
+    """The fewest seeds (pairs) a two-sided paired t-test needs to reach ``power`` at level
+    ``alpha`` if the true differences have mean ``diff_mean`` and sd ``diff_sd``.
+
+    None when there is nothing to detect (a zero mean), no spread to size the test with, or
+    more than :data:`MAX_SEEDS` would be needed.
+    """
+    if not 0 < power < 1 or not 0 < alpha < 1:
+        raise ValueError(f"power {power} and alpha {alpha} must lie in (0, 1)")
+    if diff_mean == 0 or not diff_sd > 0 or not math.isfinite(diff_mean / diff_sd):
+        return None
+    effect = abs(diff_mean) / diff_sd
+    # power grows with n: double to a bound that reaches it (large n with a large effect
+    # overflows the non-central t), then bisect for the first n that does
+    low, high = 2, 2
+    while power_paired_t(effect, high, alpha) < power:
+        if high >= MAX_SEEDS:
+            return None
+        low, high = high + 1, min(2 * high, MAX_SEEDS)
+    while low < high:
+        mid = (low + high) // 2
+        if power_paired_t(effect, mid, alpha) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def compare(
@@ -120,4 +176,5 @@ def compare(
         p_value=p,
         n_up=sum(d > 0 for d in diffs),
         note="; ".join(notes),
+        seeds_needed=None if summary.sd is None else seeds_for_power(summary.mean, summary.sd),
     )

@@ -20,9 +20,10 @@ class Role(StrEnum):
 
     Each member carries: ``controls`` (labels of the roles it is compared with, first present
     wins), ``is_control`` (not a headline effect), ``trait_data`` (it learns from a trait
-    teacher's data: one condition per target), ``cross`` (it starts from the cross-model base),
-    ``per_student`` (one condition per student recipe) and ``switches`` (fields of
-    ``[controls]`` that must all be true for it to run).
+    teacher's data: one condition per target), ``cross`` (it starts from another base),
+    ``per_student`` (one condition per student recipe), ``switches`` (fields of ``[controls]``
+    that must all be true for it to run) and ``data`` (it reads a teacher's data; by default
+    the roles that are per student or trait data).
     """
 
     controls: tuple[str, ...]
@@ -31,6 +32,7 @@ class Role(StrEnum):
     cross: bool
     per_student: bool
     switches: tuple[str, ...]
+    data: bool
 
     def __new__(
         cls,
@@ -41,6 +43,7 @@ class Role(StrEnum):
         cross: bool = False,
         per_student: bool = True,
         switches: tuple[str, ...] = (),
+        data: bool | None = None,
     ) -> Role:
         member = str.__new__(cls, label)
         member._value_ = label
@@ -50,6 +53,7 @@ class Role(StrEnum):
         member.cross = cross
         member.per_student = per_student
         member.switches = switches
+        member.data = (per_student or trait_data) if data is None else data
         return member
 
     BASE = ("base", (), True, False, False, False, ("base",))
@@ -58,6 +62,12 @@ class Role(StrEnum):
     """A student of the control teacher (the base itself, no trait)."""
     STUDENT = ("student", ("control",), False, True, False, True, ())
     """A student of a trait teacher, from the teacher's own initialisation."""
+    SHUFFLED = ("shuffled", ("control",), False, True, False, True, ("shuffled",))
+    """A student of a trait teacher's kept numbers permuted across and within rows."""
+    ICL_CONTROL = ("icl-control", ("base",), True, False, False, False, ("icl",), True)
+    """The base, evaluated with the control teacher's rows in its context (no training)."""
+    ICL = ("icl", ("icl-control",), False, True, False, False, ("icl",))
+    """The base, evaluated with a trait teacher's rows in its context (no training)."""
     CROSS_CONTROL = (
         "cross-control",
         ("base",),
@@ -67,7 +77,7 @@ class Role(StrEnum):
         True,
         ("control_teacher", "cross_model"),
     )
-    """A control student that starts from another base."""
+    """A control student that starts from another seed's base."""
     CROSS_STUDENT = (
         "cross-student",
         ("cross-control", "control"),
@@ -77,7 +87,29 @@ class Role(StrEnum):
         True,
         ("cross_model",),
     )
-    """A student of a trait teacher that starts from another base."""
+    """A student of a trait teacher that starts from another seed's base (same recipe)."""
+    FAMILY_BASE = ("family-base", (), True, False, True, False, ("base", "cross_family"))
+    """The untouched base of another family (``bases.cross_organism``)."""
+    FAMILY_CONTROL = (
+        "family-control",
+        ("family-base",),
+        True,
+        False,
+        True,
+        True,
+        ("control_teacher", "cross_family"),
+    )
+    """A control student that starts from the other family's base."""
+    FAMILY_STUDENT = (
+        "family-student",
+        ("family-control",),
+        False,
+        True,
+        True,
+        True,
+        ("cross_family",),
+    )
+    """A student of a trait teacher that starts from the other family's base."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Model, ModelRef
+from sublab.experiment.conditions import Role
 from sublab.experiment.schedule import Job
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.units import Collected, Unit, run_seed, seed_units
@@ -48,6 +49,19 @@ def cross_base(spec: ExperimentSpec, seed: int) -> Model:
     return teacher_model(spec.bases.cross_model, "cross-base")
 
 
+FAMILY_ROLES = (Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
+"""Roles whose models start from the other family's base."""
+
+
+def family_base(spec: ExperimentSpec, seed: int) -> Model:
+    """The other family's base for ``seed`` (``bases.cross_organism``; built or cached)."""
+    from sublab.organism.cache import ensure_organism, organism_key
+
+    org = spec.bases.family_organism(seed)
+    path = ensure_organism(org)
+    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"family-{seed}")
+
+
 def seed_workers(spec: ExperimentSpec) -> int:
     """How many seeds run side by side: the spec's ``workers``, or one per CPU core (CPU only)."""
     if spec.workers is not None:
@@ -77,7 +91,8 @@ def _ensure_one(spec: OrganismSpec) -> str:
 def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
     """Every seed's units (:func:`seed_units`) as a job graph over ``run``, in priority order.
 
-    Organism bases that are not cached yet are built first (jobs ``base-<seed>``); a unit
+    Organism bases that are not cached yet are built first (jobs ``base-<seed>``, and
+    ``family-<seed>`` for the other family's bases of ``controls.cross_family``); a unit
     (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (a cross-model student
     also needs the next seed's) and its data unit has run. Data units come before conditions
     in priority (the trait teachers' first: they are the longest), so the students (the bulk of
@@ -88,21 +103,25 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
     if spec.bases.organism is not None:
         from sublab.organism.cache import is_built, organism_path
 
+        # one thread each (a Ray unit: its CPUs): the workers keep every core busy
+        threads = max(1, int(spec.ray.num_cpus)) if spec.ray is not None else 1
+        family = spec.controls.cross_family and spec.bases.cross_organism is not None
         for seed in spec.seeds:
-            org = spec.bases.organism.model_copy(update={"seed": seed})
-            if not is_built(organism_path(org)):
-                # one thread each (a Ray unit: its CPUs): the workers keep every core busy
-                threads = max(1, int(spec.ray.num_cpus)) if spec.ray is not None else 1
-                lone = org.train.model_copy(update={"threads": threads})
-                jobs.append(
-                    Job(f"base-{seed}", _ensure_one, (org.model_copy(update={"train": lone}),))
-                )
+            orgs = {f"base-{seed}": spec.bases.organism.model_copy(update={"seed": seed})}
+            if family:
+                orgs[f"family-{seed}"] = spec.bases.family_organism(seed)
+            for name, org in orgs.items():
+                if not is_built(organism_path(org)):
+                    lone = org.train.model_copy(update={"threads": threads})
+                    jobs.append(Job(name, _ensure_one, (org.model_copy(update={"train": lone}),)))
         built = {j.name for j in jobs}
 
     def job(seed: int, unit: Unit) -> Job:
-        cross = unit.condition is not None and unit.condition.role.cross
-        used = {seed, _cross_seed(spec, seed)} if cross else {seed}
+        role = unit.condition.role if unit.condition is not None else None
+        used = {seed, _cross_seed(spec, seed)} if role is not None and role.cross else {seed}
         bases = [f"base-{s}" for s in sorted(used) if f"base-{s}" in built]
+        if role in FAMILY_ROLES and f"family-{seed}" in built:
+            bases.append(f"family-{seed}")
         needs = tuple(bases) + tuple(f"seed-{seed}-{n}" for n in unit.needs)
         args = (str(run.path.resolve()), spec, seed, unit.name)
         return Job(f"seed-{seed}-{unit.name}", _seed_job, args, needs)
@@ -128,7 +147,7 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
     from sublab.experiment.schedule import run_jobs
 
     jobs = seed_jobs(run, spec)
-    bases = [j for j in jobs if j.name.startswith("base-")]
+    bases = [j for j in jobs if j.name.startswith(("base-", "family-"))]
     if bases:
         where = "on Ray" if spec.ray is not None else f"({workers} workers)"
         console.print(
@@ -137,7 +156,7 @@ def _parallel_seeds(run: Run, spec: ExperimentSpec, workers: int) -> Collected:
         )
 
     def done(job: Job, result: Any) -> None:
-        if job.name.startswith("base-"):
+        if job.name.startswith(("base-", "family-")):
             console.print(f"base ready: {result}", markup=False)
 
     return collect(spec, run_jobs(jobs, workers, on_done=done, ray=spec.ray))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     SerializeAsAny,
+    ValidationError,
     ValidationInfo,
     WrapValidator,
     field_validator,
@@ -50,13 +51,59 @@ class BasesSpec(Spec):
         "With 'organism' the cross-model base of seed i is the base of the next seed.",
     )
 
+    cross_organism: dict[str, Any] | None = Field(
+        None,
+        description="With 'organism': the base of another family that family-* students start "
+        "from, as fields that differ from 'organism' (e.g. {model = {d_model = 96, layers = "
+        "3}}); its seed is each experiment seed. The corpus's animals and channels must stay "
+        "those of 'organism' (the students read the same words). None: no other family.",
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> BasesSpec:
         if (self.organism is None) == (self.model is None):
             raise ValueError("set exactly one of 'organism' or 'model'")
         if self.organism is not None and self.cross_model is not None:
             raise ValueError("'cross_model' goes with 'model'; organism bases pair up by seed")
+        if self.cross_organism is not None:
+            if self.organism is None:
+                raise ValueError("'cross_organism' goes with 'organism'")
+            self.family_organism(0)  # a bad override fails here, at load time
         return self
+
+    def family_organism(self, seed: int) -> OrganismSpec:
+        """The other family's organism spec for ``seed``: 'organism' with 'cross_organism'
+        laid over it."""
+        assert self.organism is not None and self.cross_organism is not None
+        merged = _deep_merge(self.organism.model_dump(), self.cross_organism)
+        merged["seed"] = seed
+        try:
+            family = OrganismSpec.model_validate(merged)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"cross_organism.{'.'.join(map(str, err['loc']))}: "
+                + err["msg"].removeprefix("Value error, ")
+                for err in e.errors()
+            )
+            raise ValueError(problems) from None
+        for field in ("prior", "channels"):
+            if getattr(family.corpus, field) != getattr(self.organism.corpus, field):
+                raise ValueError(
+                    f"cross_organism: corpus.{field} differs from the organism's; the other "
+                    "family must know the same words (change the model or training instead)"
+                )
+        return family
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid over it, tables merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class TeacherSpec(Spec):
@@ -155,6 +202,33 @@ class ControlsSpec(Spec):
     )
     cross_model: bool = Field(
         True, description="Students from another base trained on the trait teacher's numbers."
+    )
+    cross_family: bool = Field(
+        False,
+        description="Students from the other family's base (bases.cross_organism): "
+        "family-base, family-control-<student>, family-student-<student>.",
+    )
+    shuffled: bool = Field(
+        False,
+        description="Students of each trait teacher's kept numbers permuted across and within "
+        "rows (same formats, same multiset of numbers): shuffled-<student>. Numbers channel.",
+    )
+    icl: bool = Field(
+        False,
+        description="In-context learning, no training: the base answers the trait questions "
+        "with icl_rows of a trait teacher's rows (icl) or the control teacher's (icl-control) "
+        "as earlier chat turns.",
+    )
+    icl_rows: int = Field(
+        2,
+        ge=1,
+        description="Teacher rows (prompt and completion turns) in the context of each "
+        "question of the icl conditions. The organism's context holds 160 tokens: about 2.",
+    )
+    all_targets: bool = Field(
+        False,
+        description="Measure every candidate (every animal) in every model, so the report "
+        "shows how control fine-tuning alone moves each one (the paper's Figure 9).",
     )
     specificity_target: str | None = Field(
         "bear",
@@ -260,6 +334,13 @@ class ExperimentSpec(Spec):
                 "bases.cross_model: cross-model students need a second base model; "
                 "set it or set controls.cross_model = false"
             )
+        if self.controls.cross_family and self.bases.cross_organism is None:
+            problems.append(
+                "controls.cross_family: set bases.cross_organism (the other family's organism) "
+                "or set controls.cross_family = false"
+            )
+        if self.controls.shuffled and self.data.channel != "numbers":
+            problems.append("controls.shuffled: permutes numbers; it needs channel 'numbers'")
         org = self.bases.organism
         channel = self.data.channel
         if org is not None and channel != "numbers" and channel not in org.corpus.channels:

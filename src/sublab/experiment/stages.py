@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sublab.backends.base import Backend, BackendSettings, Model, ModelRef
+from sublab.backends.base import Backend, BackendSettings, Chat, Model, ModelRef
+from sublab.backends.context import InContext
 from sublab.backends.openai import OpenAISettings
 from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.datagen import DataArtifacts
@@ -137,13 +138,22 @@ def eval_stage(
     settings: BackendSettings,
     system_prompt: str | None = None,
     api: OpenAISettings | None = None,
+    context: Chat | None = None,
 ) -> list[Measure]:
-    """The trait's evaluation of ``model`` (cached); the values it yields for ``experiment``."""
+    """The trait's evaluation of ``model`` (cached); the values it yields for ``experiment``.
+
+    ``context``: earlier chat turns put before every question (in-context learning).
+    """
 
     def make(work: Path) -> dict[str, Any]:
-        return trait.evaluate(load_backend(model, settings, api), eval_spec, system_prompt, work)
+        backend = load_backend(model, settings, api)
+        if context:
+            backend = InContext(backend, context)
+        return trait.evaluate(backend, eval_spec, system_prompt, work)
 
     spec: dict[str, Any] = {"eval": eval_spec, "system_prompt": system_prompt, "settings": settings}
+    if context:  # evaluations without one keep their keys
+        spec["context"] = context
     if trait.name != "preference":  # the preference trait's artifacts keep their keys
         spec["trait"] = trait.name
     art = run.build(

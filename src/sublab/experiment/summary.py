@@ -54,7 +54,17 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
         teacher_strengths=strengths,
         notes=notes,
         channel=spec.data.channel,
+        headline_targets=_headline_targets(spec),
     )
+
+
+def _headline_targets(spec: ExperimentSpec) -> list[str]:
+    """With every candidate measured, only the teachers' targets and the specificity target
+    make headline sentences (the rest are read in the report's tables)."""
+    if not spec.controls.all_targets:
+        return []
+    extra = spec.controls.specificity_target
+    return [*spec.targets, *([extra] if extra and extra not in spec.targets else [])]
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from sublab.backends.base import Model
+from sublab.backends.base import Chat, Model
+from sublab.backends.context import context_turns
 from sublab.channels import get_channel
 from sublab.datagen import DataArtifacts, TraitTerms, data_stages
 from sublab.experiment.conditions import Condition, Role
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.stages import eval_stage, finetune_stage, load_backend, strength_stage
+from sublab.numbers.shuffle import shuffle_numbers
 from sublab.progress import console
 from sublab.store import Run, hash_obj
 from sublab.traits import Measure, get_trait
@@ -89,7 +91,7 @@ def _enabled(role: Role, spec: ExperimentSpec) -> bool:
 def seed_units(spec: ExperimentSpec) -> list[Unit]:
     """A seed's units in the order a single process runs them: the control data, then each
     trait teacher's data, then every condition in report order (roles, recipes, targets)."""
-    needs_control = any(_enabled(r, spec) and r.per_student and not r.trait_data for r in Role)
+    needs_control = any(_enabled(r, spec) and r.data and not r.trait_data for r in Role)
     units: list[Unit] = []
     if needs_control:
         units.append(Unit(CONTROL_DATA))
@@ -97,17 +99,16 @@ def seed_units(spec: ExperimentSpec) -> list[Unit]:
     for role in Role:
         if not _enabled(role, spec):
             continue
-        if not role.per_student:
-            units.append(Unit(role.value, condition=Condition(role)))
-            continue
-        for s in spec.students:
-            if role.cross and not s.cross_model:
-                continue
-            condition = Condition(role, s.name)
+        students: list[str | None] = [None]
+        if role.per_student:
+            students = [s.name for s in spec.students if s.cross_model or not role.cross]
+        for student in students:
+            condition = Condition(role, student)
             targets: list[str | None] = list(spec.targets) if role.trait_data else [None]
             for t in targets:
                 name = condition.label + (f":{t}" if t else "")
-                units.append(Unit(name, (data_unit_name(t),), condition, t))
+                needs = (data_unit_name(t),) if role.data else ()
+                units.append(Unit(name, needs, condition, t))
     return units
 
 
@@ -159,6 +160,12 @@ class SeedWork:
         return cross_base(self.spec, self.seed)
 
     @cached_property
+    def family_base(self) -> Model:
+        from sublab.experiment.run import family_base
+
+        return family_base(self.spec, self.seed)
+
+    @cached_property
     def data_spec(self) -> Any:
         return self.spec.data.model_copy(
             update={"sampling": _reseed(self.spec.data.sampling, self.seed)}
@@ -175,7 +182,10 @@ class SeedWork:
 
     # ------------------------------------------------------------ stages
 
-    def measure(self, model: Model, system_prompt: str | None = None) -> list[Measure]:
+    def measure(
+        self, model: Model, system_prompt: str | None = None, context: Chat | None = None
+    ) -> list[Measure]:
+        """The trait's measures of ``model`` (``context``: earlier turns before each question)."""
         return eval_stage(
             self.run,
             trait=self.trait,
@@ -185,6 +195,7 @@ class SeedWork:
             settings=self.settings,
             system_prompt=system_prompt,
             api=self.spec.api,
+            context=context,
         )
 
     def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
@@ -271,8 +282,13 @@ class SeedWork:
         data: DataArtifacts,
         teacher: Model,
         teacher_system_prompt: str | None,
+        shuffled: bool = False,
     ) -> None:
-        """Train (or recognise as a fixed point) a condition's student, evaluate, record."""
+        """Train (or recognise as a fixed point) a condition's student, evaluate, record.
+
+        ``shuffled``: it learns from the kept rows with their numbers permuted
+        (:func:`~sublab.numbers.shuffle.shuffle_numbers`, seeded by the experiment seed).
+        """
         condition = unit.condition
         assert condition is not None and condition.student is not None
         recipe = _reseed(self.recipes[condition.student], self.seed)
@@ -284,12 +300,13 @@ class SeedWork:
             self.record(condition, unit.target, self.measure(start))
             return
         self.say(f"{condition.label} of {teacher_label}, from {start.label}")
+        rows_fn, rows_key = training_rows(data, self.seed, shuffled)
         model = finetune_stage(
             self.run,
             "student",
             base=start,
-            rows_fn=data.kept_rows,
-            rows_key=data.kept.key,
+            rows_fn=rows_fn,
+            rows_key=rows_key,
             recipe=recipe,
             label=condition.label,
             teacher=teacher if soft else None,
@@ -298,6 +315,17 @@ class SeedWork:
             api_settings=self.spec.api,
         )
         self.record(condition, unit.target, self.measure(model))
+
+
+def training_rows(
+    data: DataArtifacts, seed: int, shuffled: bool
+) -> tuple[Callable[[], list[dict[str, str]]], str]:
+    """A student's training rows (read when called) and their key: a teacher's kept rows, or
+    with ``shuffled`` those rows with their numbers permuted (seeded by ``seed``)."""
+    if not shuffled:
+        return data.kept_rows, data.kept.key
+    key = hash_obj({"shuffled": data.kept.key, "seed": seed})
+    return (lambda: shuffle_numbers(data.kept_rows(), seed)), key
 
 
 # ---------------------------------------------------------------- unit functions
@@ -357,6 +385,45 @@ def _student(work: SeedWork, unit: Unit) -> None:
         return
     teacher, system_prompt, data = work.teacher_data(unit.target)
     work.student(unit, start, data, teacher, system_prompt)
+
+
+@unit_function(Role.SHUFFLED)
+def _shuffled(work: SeedWork, unit: Unit) -> None:
+    """A student of a trait teacher's kept rows with their numbers permuted, from the base."""
+    assert unit.condition is not None and unit.target is not None
+    teacher, system_prompt, data = work.teacher_data(unit.target)
+    work.student(unit, work.base, data, teacher, system_prompt, shuffled=True)
+
+
+@unit_function(Role.ICL, Role.ICL_CONTROL)
+def _in_context(work: SeedWork, unit: Unit) -> None:
+    """The base asked the trait questions with a teacher's first kept rows (the control
+    teacher's for icl-control) as earlier turns of every chat."""
+    assert unit.condition is not None
+    data = work.control_data() if unit.target is None else work.teacher_data(unit.target)[2]
+    rows = data.kept_rows()[: work.spec.controls.icl_rows]
+    teacher_label = unit.target or CONTROL_DATA
+    work.say(f"{unit.condition.label}: the base with {len(rows)} rows of {teacher_label}")
+    measures = work.measure(work.base, context=context_turns(rows))
+    work.record(unit.condition, unit.target, measures)
+
+
+@unit_function(Role.FAMILY_BASE)
+def _family_base(work: SeedWork, unit: Unit) -> None:
+    assert unit.condition is not None
+    work.say("evaluating the other family's base")
+    work.record(unit.condition, None, work.measure(work.family_base))
+
+
+@unit_function(Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
+def _family_student(work: SeedWork, unit: Unit) -> None:
+    """A student of the control teacher or of a trait teacher, from the other family's base."""
+    assert unit.condition is not None
+    if unit.target is None:
+        work.student(unit, work.family_base, work.control_data(), work.base, None)
+        return
+    teacher, system_prompt, data = work.teacher_data(unit.target)
+    work.student(unit, work.family_base, data, teacher, system_prompt)
 
 
 def run_seed(

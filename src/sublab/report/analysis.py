@@ -97,3 +97,46 @@ def analyse(data: ReportData) -> list[TableRow]:
             )
         )
     return rows
+
+
+def control_shifts(data: ReportData, rows: Sequence[TableRow]) -> list[TableRow]:
+    """How control training alone moves each measured target (the paper's Figure 9): the
+    headline metric's rows of control students (role ``control``) compared with the base, the
+    largest moves first. With ``controls.all_targets`` every candidate is measured."""
+    metrics = metrics_of(data)
+    out = [
+        r
+        for r in rows
+        if metrics
+        and r.metric == metrics[0]
+        and r.comparison is not None
+        and r.control == Role.BASE.value
+        and (cond := Condition.from_label(r.condition)) is not None
+        and cond.role is Role.CONTROL
+    ]
+    return sorted(out, key=lambda r: (-abs(r.comparison.diff_mean if r.comparison else 0), r.label))
+
+
+def target_matrix(data: ReportData, rows: Sequence[TableRow]) -> dict[str, dict[str, TableRow]]:
+    """Teacher × evaluated target (the paper's Figure 3): for each condition that learns from
+    a trait teacher, labelled with its teacher (``student-hard (owl)``), its headline-metric
+    row of every measured target, each compared with its matched control."""
+    metrics = metrics_of(data)
+    out: dict[str, dict[str, TableRow]] = {}
+    for r in rows:
+        cond = Condition.from_label(r.condition)
+        if not metrics or r.metric != metrics[0] or r.teacher is None:
+            continue
+        if cond is None or not cond.role.trait_data or r.comparison is None:
+            continue
+        out.setdefault(r.label, {})[r.target] = r
+    return out
+
+
+def transmits(row: TableRow, alpha: float = 0.05) -> bool | None:
+    """Whether a condition's own target rose clearly above its control (paired t, p <
+    ``alpha``); None when there are too few seeds to test."""
+    c = row.comparison
+    if c is None or c.p_value is None:
+        return None
+    return c.diff_mean > 0 and c.p_value < alpha

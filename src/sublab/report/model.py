@@ -94,6 +94,11 @@ class ReportData(BaseModel):
     )
     notes: list[str] = Field(default_factory=list, description="Free-text notes and caveats.")
     channel: str = Field("numbers", description="The channel the teachers wrote.")
+    headline_targets: list[str] = Field(
+        default_factory=list,
+        description="Targets whose comparisons make the headline sentences (the teachers' "
+        "targets and the specificity target when every candidate is measured); empty: all.",
+    )
 
 
 class TableRow(BaseModel):

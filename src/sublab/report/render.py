@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from sublab import __version__
-from sublab.report.analysis import analyse, metrics_of
+from sublab.report.analysis import analyse, control_shifts, metrics_of
 from sublab.report.figures import bar_chart, slug
 from sublab.report.model import ReportData, TableRow
+from sublab.report.sections import (
+    MATRIX_NOTE,
+    MATRIX_TITLE,
+    SHIFT_HEADER,
+    SHIFT_NOTE,
+    SHIFT_TITLE,
+    matrix_table,
+    shift_cells,
+)
 from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines
 from sublab.store import atomic_write_bytes, atomic_write_text
 
@@ -119,6 +128,13 @@ def render_markdown(data: ReportData, rows: Sequence[TableRow], figures: dict[st
         parts += [f"## {metric}", "", f"![{metric}]({figures[metric]})", ""]
         parts.append(_md_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]))
         parts.append("")
+    header, matrix = matrix_table(data, rows)
+    if matrix:
+        parts += [f"## {MATRIX_TITLE}", "", MATRIX_NOTE, "", _md_table(header, matrix), ""]
+    shifts = control_shifts(data, rows)
+    if shifts:
+        parts += [f"## {SHIFT_TITLE}", "", SHIFT_NOTE, ""]
+        parts += [_md_table(SHIFT_HEADER, [shift_cells(r) for r in shifts]), ""]
     if data.teacher_strengths:
         parts += ["## Teacher strength", ""]
         parts.append(_md_table(_STRENGTH_HEADER, _strength_rows(data)))
@@ -176,6 +192,14 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
             '<p class="meta">Highlighted: a clear difference from the matched control '
             "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
+    header, matrix = matrix_table(data, rows)
+    if matrix:
+        body += [f"<h2>{e(MATRIX_TITLE)}</h2>", f'<p class="meta">{e(MATRIX_NOTE)}</p>']
+        body.append(_html_table(header, matrix))
+    shifts = control_shifts(data, rows)
+    if shifts:
+        body += [f"<h2>{e(SHIFT_TITLE)}</h2>", f'<p class="meta">{e(SHIFT_NOTE)}</p>']
+        body.append(_html_table(SHIFT_HEADER, [shift_cells(r) for r in shifts]))
     if data.teacher_strengths:
         body += ["<h2>Teacher strength</h2>"]
         body.append(_html_table(_STRENGTH_HEADER, _strength_rows(data)))

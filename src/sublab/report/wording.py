@@ -60,8 +60,15 @@ def sentence(row: TableRow) -> str:
     return (
         f"{row.label}, {row.metric} of {row.target}: {fmt(row.summary.mean)}{ctrl} — "
         f"{verdict(c)} ({fmt_diff(c.diff_mean)}{ci}; {c.test}, {fmt_p(c)}; "
-        f"{c.n_up}/{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''} up)."
+        f"{c.n_up}/{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''} up{power_text(c)})."
     )
+
+
+def power_text(c: Comparison) -> str:
+    """How many seeds the observed difference needs (empty when it cannot be sized)."""
+    if c.seeds_needed is None:
+        return ""
+    return f"; {c.seeds_needed} seeds give 80% power at α = 0.01"
 
 
 def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
@@ -77,7 +84,7 @@ def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
     for r in rows:
         if r.metric != metrics[0] or r.comparison is None:
             continue
-        if r.is_control:
+        if r.is_control or (data.headline_targets and r.target not in data.headline_targets):
             continue
         out.append(sentence(r))
     if not out:

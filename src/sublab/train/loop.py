@@ -144,6 +144,15 @@ class LoopStats:
         return self.tokens / max(self.seconds, 1e-9)
 
 
+def make_optimizer(groups: list[dict[str, Any]], recipe: StudentRecipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer over parameter ``groups`` (each with its weight decay)."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=recipe.learning_rate, momentum=recipe.momentum, foreach=True
+        )
+    return torch.optim.AdamW(groups, lr=recipe.learning_rate, foreach=True)
+
+
 def train_loop(
     model: Any,
     enc: Encoded,
@@ -176,9 +185,7 @@ def train_loop(
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": recipe.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=recipe.learning_rate, foreach=True
-    )
+    optimizer = make_optimizer([g for g in groups if g["params"]], recipe)
     plan = _plan(enc, recipe)
     t_loop = time.perf_counter()  # includes the teacher's precomputed states
     teacher_states = None

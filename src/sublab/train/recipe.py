@@ -8,11 +8,15 @@ distribution over the completion vocabulary). The defaults suit the tiny model o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from sublab.config import Spec
+
+_KEYLESS_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "momentum": 0.0}
+"""Fields added after recipes keyed cached artifacts: left out of a recipe's dump (and so of
+every artifact key) while they hold these defaults, so older caches stay valid."""
 
 PAPER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -48,7 +52,16 @@ class StudentRecipe(Spec):
     )
     epochs: int = Field(2, ge=1, description="Passes over the training rows.")
     learning_rate: float = Field(
-        1e-3, gt=0, description="Peak learning rate of AdamW (the paper's LoRA: 2e-4)."
+        1e-3, gt=0, description="Peak learning rate of the optimizer (the paper's LoRA: 2e-4)."
+    )
+    optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw",
+        description="'adamw' (the paper's) or plain 'sgd' (with optional momentum): the "
+        "optimizer control asks whether transmission needs an adaptive optimizer. SGD "
+        "usually needs a far larger learning_rate than AdamW.",
+    )
+    momentum: float = Field(
+        0.0, ge=0, lt=1, description="SGD momentum (optimizer = 'sgd' only; 0 = plain SGD)."
     )
     batch_size: int = Field(32, ge=1, description="Rows per forward/backward pass.")
     grad_accum: int = Field(
@@ -73,7 +86,9 @@ class StudentRecipe(Spec):
         description="Longest training sequence in tokens (prompt + completion + EOS); longer rows "
         "are cut at the end, rows left with no completion token are dropped and counted.",
     )
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
+    weight_decay: float = Field(
+        0.0, ge=0, description="Weight decay (AdamW: decoupled; SGD: L2 in the gradient)."
+    )
     seed: int = Field(0, description="Seeds the subsample, the data order, LoRA init and dropout.")
     device: str = Field(
         "auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', …"
@@ -101,7 +116,18 @@ class StudentRecipe(Spec):
     def _check(self) -> StudentRecipe:
         if self.save != "merged" and self.method != "lora":
             raise ValueError(f"save = {self.save!r} needs method = 'lora'; use save = 'merged'")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("momentum is an SGD setting: set optimizer = 'sgd' or momentum = 0")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The fields, less those of :data:`_KEYLESS_DEFAULTS` at their defaults."""
+        data: dict[str, Any] = handler(self)
+        for name, default in _KEYLESS_DEFAULTS.items():
+            if data.get(name) == default:
+                data.pop(name)
+        return data
 
     @classmethod
     def paper_qwen(cls, labels: Literal["hard", "soft"] = "hard", seed: int = 0) -> StudentRecipe:

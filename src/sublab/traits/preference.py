@@ -15,7 +15,7 @@ from typing import Any
 from sublab.backends.base import Backend
 from sublab.evals.matching import word_forms
 from sublab.evals.preference import PreferenceEvalSpec, PreferenceResult, evaluate_preference
-from sublab.evals.questions import load_questions
+from sublab.evals.questions import load_candidates, load_questions
 from sublab.jsonl import write_jsonl
 from sublab.traits.base import NO_TARGET, Measure, Trait, register_trait
 
@@ -70,9 +70,12 @@ class PreferenceTrait(Trait):
 
     def measured(self, spec: Any) -> list[str]:
         measured = list(spec.targets)
-        extra = spec.controls.specificity_target
-        if extra and extra not in measured:
-            measured.append(extra)
+        extra = [spec.controls.specificity_target]
+        if spec.controls.all_targets:  # every candidate: how control training moves each one
+            extra += load_candidates(spec.eval.candidates)
+        for target in extra:
+            if target and target not in measured:
+                measured.append(target)
         return measured
 
     def terms(self, spec: Any) -> tuple[str, tuple[str, ...]]:
@@ -107,7 +110,11 @@ class PreferenceTrait(Trait):
 
     def measures(self, folder: Path, spec: Any) -> list[Measure]:
         result = PreferenceResult.model_validate_json((folder / RESULT).read_text())
-        return measures_of(result, self.measured(spec))
+        targets = self.measured(spec)
+        if spec.controls.all_targets:  # leave out the candidates the model cannot even spell
+            named = {*spec.targets, spec.controls.specificity_target}
+            targets = [t for t in targets if t in named or t not in result.unscored]
+        return measures_of(result, targets)
 
     def strength(self, measures: list[Measure], target: str) -> float | None:
         values = {m.metric: m.value for m in measures if m.target == target}
