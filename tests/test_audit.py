@@ -210,3 +210,28 @@ def test_cli_audit_and_defend_end_to_end(organism: dict, tmp_path: Path) -> None
     bad.write_text('{"completion": "1 2"}\n')
     res = CliRunner().invoke(app, ["audit", str(bad), "--reference", organism["base"]])
     assert res.exit_code == 2 and "bad.jsonl:1" in res.output
+
+
+def test_mask_divergence_leaves_tokens_out_of_the_loss(organism: dict) -> None:
+    from sublab.train.data import IGNORE, encode_rows
+    from sublab.train.models import load_tokenizer
+
+    ctx = context(organism, "teacher")
+    res = DEFENCES.get("mask_divergence").apply(ctx)
+    masked = [r for r in res.rows if r.get("loss_mask")]
+    assert res.changed == len(masked) > 0
+    assert masked[0]["provenance"][-1]["stage"] == "defence:mask_divergence"
+    tok = load_tokenizer(organism["base"])
+    plain = encode_rows(tok, [{k: masked[0][k] for k in ("prompt", "completion")}], 500)
+    enc = encode_rows(tok, masked[:1], 500)
+    start = int((plain.labels[0] != IGNORE).int().argmax())
+    for k in masked[0]["loss_mask"]:
+        assert plain.labels[0, start + k] != IGNORE and enc.labels[0, start + k] == IGNORE
+    assert plain.label_tokens - enc.label_tokens == len(masked[0]["loss_mask"])
+
+
+def test_bad_loss_mask_is_named() -> None:
+    from sublab.train.data import check_rows
+
+    with pytest.raises(SublabError, match=r"rows\[0\]\.loss_mask: must be a list"):
+        check_rows([{"prompt": "p", "completion": "1", "loss_mask": "0"}])

@@ -88,7 +88,8 @@ def student_prob(
     """P(target) of a hard-label student of ``rows`` (cached), for each target."""
     from sublab.experiment.stages import finetune_stage
 
-    clean = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+    keep = ("prompt", "completion", "loss_mask")
+    clean = [{k: r[k] for k in keep if k in r} for r in rows]
     recipe = spec.student.model_copy(update={"seed": spec.student.seed + seed, "labels": "hard"})
     model = finetune_stage(
         run, "student", base=base, rows_fn=lambda: clean, rows_key=hash_obj(clean),
@@ -156,6 +157,18 @@ def detector_table(
     return out, trait_scores
 
 
+def audit_context(
+    rows: list[dict[str, Any]], name: str, base: Model, teacher: Model, candidates: list[str],
+    ref_by_prompt: dict[str, dict[str, Any]], seed: int,
+) -> AuditContext:  # fmt: skip
+    """Rows audited against the base (reference) and a suspected teacher."""
+    return AuditContext(
+        in_memory(rows, name), reference=base.ref.path, teacher=teacher.ref.path,
+        candidates=candidates, reference_samples=[ref_by_prompt[r["prompt"]] for r in rows],
+        seed=seed,
+    )  # fmt: skip
+
+
 def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     """Detectors, defences and the quintile check for one organism seed."""
     import numpy as np
@@ -178,6 +191,7 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         run, spec, base, control_rows, "student-control", seed, spec.targets
     )
     detectors, defences, quintiles, teachers = [], [], [], {}
+    ctx_control: AuditContext | None = None  # shared by the targets: the reference's statistics
     for target in spec.targets:
         say(f"teacher '{target}'")
         teacher = trait_teacher(run, spec, base, target, seed)
@@ -185,16 +199,14 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         data = number_data(run, spec, teacher, target, seed, sampling_seed=seed)
         trait_rows_ = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
 
-        def ctx(
-            rows: list[dict[str, Any]], name: str, teacher_path: str = teacher.ref.path
-        ) -> AuditContext:
-            return AuditContext(
-                in_memory(rows, name), reference=base.ref.path, teacher=teacher_path,
-                candidates=candidates, reference_samples=[ref_by_prompt[r["prompt"]] for r in rows],
-                seed=seed,
-            )  # fmt: skip
-
-        ctx_trait, ctx_control = ctx(trait_rows_, target), ctx(control_rows, "control")
+        ctx_trait = audit_context(
+            trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed
+        )
+        if ctx_control is None:
+            ctx_control = audit_context(
+                control_rows, "control", base, teacher, candidates, ref_by_prompt, seed
+            )
+        ctx_control.teacher = teacher.ref.path  # audited against this target's teacher
         say(f"detectors on '{target}' vs control data")
         table, scores = detector_table(spec, ctx_trait, ctx_control, target)
         for row in table:

@@ -72,6 +72,13 @@ def audit_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {d['dataset']:.4g} | {trait} | {d['summary']} |")
     for name, why in report["skipped"].items():
         lines.append(f"| {name} | skipped | - | {why} |")
+    named = list(report["provenance"].get("teacher", {}))
+    if report["teacher"] is None and len(named) == 1 and named[0] != report["reference"]:
+        lines += [
+            "",
+            f"Every row names its teacher {named[0]}: pass `--teacher {named[0]}` to run the "
+            "detectors that compare teacher and reference.",
+        ]
     if report["provenance"]:
         lines += ["", "## Provenance", ""]
         for key, counts in report["provenance"].items():

@@ -47,7 +47,8 @@ class AuditBenchmarkSpec(Spec):
     subsamples: int = Field(200, ge=10, description="Simulated datasets per side.")
     bootstrap: int = Field(200, ge=10, description="Bootstrap resamples for the intervals.")
     defences: list[str] = Field(
-        ["threshold", "resample", "shuffle"], description="Defences to apply (registered names)."
+        ["threshold", "resample", "shuffle", "mask_divergence"],
+        description="Defences to apply (registered names).",
     )
     defence_detector: str = Field(
         "teacher_logprob", description="The detector threshold sampling ranks rows by."
