@@ -277,7 +277,7 @@ def run_audit_benchmark(
         atomic_write_json(run.path / "audit.json", result)
         md = benchmark_markdown(spec, result)
         atomic_write_text(run.path / "audit.md", md)
-        console.print(md, markup=False, highlight=False)
+        console.print(md, markup=False, highlight=False, soft_wrap=True)
         best = max((d for s in seeds for d in s["detectors"]), key=lambda d: d["dataset_auroc"])
         run.finish({"best_detector": best["detector"], "dataset_auroc": best["dataset_auroc"]})
     return run

@@ -121,7 +121,7 @@ def audit(
             work.mkdir()
             (work / "audit.json").write_text(json.dumps(report, indent=1))
             (work / "audit.md").write_text(md)
-    out.print(md, markup=False, highlight=False)
+    out.print(md, markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {target}/ (audit.json, audit.md)")
 
 
