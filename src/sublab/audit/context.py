@@ -57,6 +57,8 @@ class AuditContext:
     """A :class:`sublab.judge.JudgeSpec` for the judge detector (None: the 'trait_words' rule)."""
     seed: int = 0
     batch_size: int = 64
+    device: str = "cpu"
+    """Where the models run: 'cpu', 'cuda' or 'auto'."""
     _models: dict[str, Any] = field(default_factory=dict, repr=False)
     _stats: dict[tuple[str, str | None], TokenStats] = field(default_factory=dict, repr=False)
 
@@ -74,7 +76,7 @@ class AuditContext:
 
         if path not in self._models:
             self._models[path] = load_model(
-                path, resolve_device("cpu"), torch.float32, "model"
+                path, resolve_device(self.device), torch.float32, "model"
             ).eval()
         return self._models[path]
 
@@ -154,7 +156,9 @@ class AuditContext:
             from sublab.backends import load_backend
             from sublab.backends.base import BackendSettings, ModelRef, SamplingSpec, chat
 
-            backend = load_backend(ModelRef(path=self.reference), BackendSettings(device="cpu"))
+            backend = load_backend(
+                ModelRef(path=self.reference), BackendSettings(device=self.device)
+            )
             backend.show_progress = False
             prompts = [r["prompt"] for r in self.rows.rows]
             outs = backend.generate(
@@ -197,20 +201,22 @@ def token_stats(
     tokens: list[Any] = [np.zeros(0, dtype=np.int64)] * n
     masses: list[Any] = [np.zeros((0, len(token_sets)))] * n
     sets = None
+    dev = next(model.parameters()).device
     if token_sets:
         vocab = model.get_output_embeddings().weight.shape[0]
-        sets = torch.zeros(vocab, len(token_sets), dtype=torch.float64)
+        sets = torch.zeros(vocab, len(token_sets), dtype=torch.float64, device=dev)
         for k, ids in enumerate(token_sets):
             sets[torch.as_tensor(list(ids), dtype=torch.long), k] = 1.0
     with torch.inference_mode():
         for idx in sequential_batches(enc.lengths, batch_size):
-            batch = collate(enc, idx)
+            batch = {k: v.to(dev) for k, v in collate(enc, idx).items()}
             hidden, targets = label_hidden(model, batch)
             lp = torch.log_softmax(head_logits(model, hidden).double(), dim=-1)
             counts = (batch["labels"][:, 1:] != IGNORE).sum(1).tolist()
-            tok_lp = lp.gather(1, targets[:, None])[:, 0]
-            top = lp.argmax(-1)
-            mass = lp.exp() @ sets if sets is not None else None
+            tok_lp = lp.gather(1, targets[:, None])[:, 0].cpu()
+            top = lp.argmax(-1).cpu()
+            targets = targets.cpu()
+            mass = (lp.exp() @ sets).cpu() if sets is not None else None
             start = 0
             for j, c in zip(idx, counts, strict=True):
                 i = enc.kept[j]

@@ -22,6 +22,7 @@ Teacher = Annotated[
 Candidates = Annotated[
     str | None, typer.Option(help="Comma-separated candidate traits, e.g. owl,eagle,cat.")
 ]
+Device = Annotated[str, typer.Option(help="Where the models run: cpu, cuda or auto.")]
 TraitPrompt = Annotated[
     str,
     typer.Option(help="Suspected-trait system prompt; {trait} and {plural} are filled in."),
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 def _context(
     data: Path, reference: str, teacher: str | None, candidates: str | None, trait_prompt: str,
-    reference_samples: Path | None,
+    reference_samples: Path | None, device: str,
 ) -> Any:  # fmt: skip
     from sublab.audit.context import AuditContext
     from sublab.audit.rows import read_audit_rows
@@ -47,7 +48,7 @@ def _context(
         samples = reference_samples_for(rows.rows, reference_samples)
     ctx = AuditContext(
         rows, reference=reference, teacher=teacher, candidates=names, trait_prompt=trait_prompt,
-        reference_samples=samples,
+        reference_samples=samples, device=device,
     )  # fmt: skip
     ctx.check()
     return ctx
@@ -90,6 +91,7 @@ def audit(
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="Suspicious rows listed per detector.")] = 10,
+    device: Device = "cpu",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: DATA.audit/).")
     ] = None,
@@ -103,7 +105,9 @@ def audit(
     from sublab.store import atomic_output
 
     with user_errors():
-        ctx = _context(data, reference, teacher, candidates, trait_prompt, reference_samples)
+        ctx = _context(
+            data, reference, teacher, candidates, trait_prompt, reference_samples, device
+        )
         names = detector or DETECTORS.names()
         results, skipped = {}, {}
         for name in names:
@@ -139,6 +143,7 @@ def defend(
     ] = 0.2,
     trait_prompt: TraitPrompt = "You love {plural}.",
     seed: Annotated[int, typer.Option(help="Seed of the shuffle.")] = 0,
+    device: Device = "cpu",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: DATA.<defence>/).")
     ] = None,
@@ -148,7 +153,7 @@ def defend(
     from sublab.audit.defences.base import DEFENCES, write_defended
 
     with user_errors():
-        ctx = _context(data, reference, teacher, candidates, trait_prompt, None)
+        ctx = _context(data, reference, teacher, candidates, trait_prompt, None, device)
         options: dict[str, Any] = {"drop": drop, "seed": seed}
         if defence == "threshold":
             options["detector"] = detector or "teacher_logprob"
