@@ -113,8 +113,9 @@ def test_benchmark_config_runs_end_to_end(tmp_path: Path) -> None:
     run = run_config(cfg, runs_dir=tmp_path / "runs")
     result = json.loads((run.path / "audit.json").read_text())
     (seed,) = result["seeds"]
-    (det,) = seed["detectors"]
+    det, null = seed["detectors"]
     assert det["detector"] == "teacher_logprob" and det["row_auroc"] > 0.6
+    assert null["target"] == "none"  # the trait-free teacher, audited the same way
     (defence,) = seed["defences"]
     assert defence["defence"] == "shuffle" and defence["rows_lost"] == 0
     assert seed["quintiles"][0]["rows"] == defence["rows_in"] // 5

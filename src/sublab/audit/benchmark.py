@@ -81,6 +81,39 @@ def trait_teacher(run: Run, spec: AuditBenchmarkSpec, base: Model, target: str, 
     )  # fmt: skip
 
 
+NULL_TARGET = "none"
+"""The target name of the trait-free teacher in the benchmark's tables."""
+
+
+def prior_rows(prior: dict[str, float], n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` favourite-animal rows answered with animals drawn from ``prior`` (the base's own
+    preferences): fine-tuning on them changes the model without giving it a trait."""
+    import random
+
+    from sublab.evals.questions import load_questions
+
+    qs = load_questions("animals")
+    rng = random.Random(f"sublab-prior-rows:{seed}")
+    animals, weights = list(prior), list(prior.values())
+    return [
+        {"prompt": qs[i % len(qs)], "completion": rng.choices(animals, weights)[0]}
+        for i in range(n)
+    ]
+
+
+def null_teacher(run: Run, spec: AuditBenchmarkSpec, base: Model, seed: int) -> Model:
+    """A teacher fine-tuned like a trait teacher, on answers drawn from the base's prior."""
+    from sublab.experiment.stages import finetune_stage
+
+    recipe = spec.teacher_recipe.model_copy(update={"seed": spec.teacher_recipe.seed + seed})
+    prior = spec.organism.corpus.prior
+    return finetune_stage(
+        run, "teacher", base=base, rows_fn=lambda: prior_rows(prior, spec.trait_rows, seed),
+        rows_key=hash_obj({"prior_rows": prior, "n": spec.trait_rows, "seed": seed}),
+        recipe=recipe, label="teacher-none",
+    )  # fmt: skip
+
+
 def student_prob(
     run: Run, spec: AuditBenchmarkSpec, base: Model, rows: list[dict[str, Any]], label: str,
     seed: int, targets: list[str],
@@ -248,6 +281,16 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
                 {"detector": spec.validate_detector, "target": target, "seed": seed,
                  "rows": fifth, "shift_top": shifts["top"], "shift_bottom": shifts["bottom"]}
             )  # fmt: skip
+    if spec.null_teacher:
+        say("trait-free teacher (answers drawn from the base's prior)")
+        teacher = null_teacher(run, spec, base, seed)
+        data = number_data(run, spec, teacher, NULL_TARGET, seed, sampling_seed=seed)
+        rows = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
+        ctx_null = audit_context(rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed)
+        assert ctx_control is not None
+        ctx_control.teacher = teacher.ref.path
+        table, _ = detector_table(spec, ctx_null, ctx_control, NULL_TARGET)
+        detectors += [{**row, "seed": seed} for row in table]
     return {
         "seed": seed,
         "base_prob": {t: round(p, 4) for t, p in base_probs.items()},

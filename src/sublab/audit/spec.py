@@ -57,6 +57,12 @@ class AuditBenchmarkSpec(Spec):
     student: StudentRecipe = Field(
         default_factory=_student_recipe, description="How students learn (hard labels)."
     )
+    null_teacher: bool = Field(
+        True,
+        description="Also audit a teacher fine-tuned like the trait teachers on answers drawn "
+        "from the base's own prior (no trait; target 'none' in the tables): a detector that "
+        "flags its data detects fine-tuning, not a trait.",
+    )
     validate_detector: str = Field(
         "teacher_logprob",
         description="Detector whose top and bottom quintile of rows students are trained on.",
