@@ -47,6 +47,7 @@ BUILTIN_KIND_MODULES: list[str] = [
     "sublab.experiment.run",
     "sublab.experiment.sweep",
     "sublab.organism.spec",
+    "sublab.audit.spec",
     "sublab.mnist.config",
 ]
 

@@ -66,10 +66,10 @@ def generate_rows(
     """Sample one completion per prompt into ``work_dir/rows.jsonl``; resume after a crash.
 
     Each row is ``{"id", "prompt", "completion", "system_prompt", "teacher", "sampling",
-    "seed", "chunk_seed", **provenance}``, plus ``"meta"`` (the prompt's metadata, e.g. the
-    expected answer) when ``metas`` gives one dict per prompt. ``provenance`` keys (e.g.
-    ``teacher``, ``label``) are copied into every row; ``teacher`` defaults to the backend's
-    ``name``. Returns the path of ``rows.jsonl``.
+    "seed", "chunk_seed", "stage": "generate", **provenance}``, plus ``"meta"`` (the prompt's
+    metadata, e.g. the expected answer) when ``metas`` gives one dict per prompt.
+    ``provenance`` keys (e.g. ``teacher``, ``label``) are copied into every row; ``teacher``
+    defaults to the backend's ``name``. Returns the path of ``rows.jsonl``.
     """
     if metas is not None and len(metas) != len(prompts):
         raise ValueError(f"{len(metas)} metas for {len(prompts)} prompts")
@@ -127,6 +127,7 @@ def generate_rows(
                     "sampling": sampling_json,
                     "seed": sampling.seed,
                     "chunk_seed": seed,
+                    "stage": "generate",
                 }
                 if metas is not None:
                     row["meta"] = metas[i]

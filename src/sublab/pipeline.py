@@ -74,6 +74,7 @@ RUNNER_MODULES = (
     "sublab.experiment.sweep",
     "sublab.mnist.experiment",
     "sublab.organism.runner",
+    "sublab.audit.benchmark",
 )
 """Modules that register runners; imported before ``sublab run`` dispatches."""
 

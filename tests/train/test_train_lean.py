@@ -160,13 +160,25 @@ def test_unsupported_models_fall_back_to_the_hf_forward(tiny_model):
     assert "LlamaForCausalLM" in (lean_unsupported(torch.nn.Linear(2, 2)) or "")
 
 
+def test_lean_equals_hf_with_loss_masks(tiny_model):
+    """Rows whose loss_mask leaves gaps among their labels: same losses and gradients."""
+    rows = make_rows(6, seed=4)
+    rows[0]["loss_mask"] = [0, 2]
+    rows[3]["loss_mask"] = [1]
+    enc, batch = _batch(tiny_model, rows)
+    plain, _ = _batch(tiny_model, [{k: r[k] for k in ("prompt", "completion")} for r in rows])
+    assert plain.label_tokens - enc.label_tokens == 3
+    model = load_model(tiny_model, CPU, torch.float32, "m")
+    _assert_same(model, batch)
+
+
 def test_label_positions_and_input_checks(tiny_model):
     where = torch.tensor([[0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
     pos, valid = label_positions(where)
     assert pos[valid].tolist() == [1, 2, 2, 3, 0]
     assert valid.sum(1).tolist() == [2, 2, 1]
-    with pytest.raises(ValueError, match="contiguous"):
-        label_positions(torch.tensor([[1, 0, 1]], dtype=torch.bool))
+    gap, gap_valid = label_positions(torch.tensor([[1, 0, 1], [0, 0, 1]], dtype=torch.bool))
+    assert gap[gap_valid].tolist() == [0, 2, 2]  # a loss_mask leaves gaps in a row's labels
     rows = make_rows(3, seed=9)
     rows[0]["completion"] += " 1 2 3 4 5"
     _, batch = _batch(tiny_model, rows)

@@ -1,8 +1,9 @@
 """The ``sublab`` command: parse arguments, call the library, print results.
 
 One module per command group: :mod:`.runs` (check, run, demo, runs, report), :mod:`.data`
-(generate, filter), :mod:`.models` (eval, serve, finetune, strength), :mod:`.organism` and
-:mod:`.mnist`. Flag defaults come from the spec classes (:func:`.common.default`).
+(generate, filter), :mod:`.audit` (audit, defend), :mod:`.models` (eval, serve, finetune,
+strength), :mod:`.organism` and :mod:`.mnist`. Flag defaults come from the spec classes
+(:func:`.common.default`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import typer
 
-from sublab.cli import data, mnist, models, organism, runs
+from sublab.cli import audit, data, mnist, models, organism, runs
 from sublab.cli.common import print_error
 from sublab.errors import SublabError
 
@@ -21,7 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="sublab: reproduce, vary and audit subliminal learning.",
 )
-for group in (runs, data, models, organism, mnist):
+for group in (runs, data, audit, models, organism, mnist):
     group.register(app)
 
 

@@ -1,6 +1,8 @@
 """Rows → token tensors with completion-only labels, and length-grouped batches.
 
-A row is ``{"prompt": str, "completion": str, optional "system_prompt": str}``. The prompt side
+A row is ``{"prompt": str, "completion": str, optional "system_prompt": str, optional
+"loss_mask": [int]}``; ``loss_mask`` lists completion-token indices (0 = the first completion
+token, the completion's length = EOS) whose labels are left out of the loss. The prompt side
 is the tokenizer's chat template with the assistant header (``add_generation_prompt``), exactly
 what the model sees when it generates; the completion side is the completion's own tokens plus
 EOS, exactly what generation produces. Labels are the completion tokens and EOS; prompt and
@@ -42,6 +44,14 @@ def row_problem(row: Any) -> str | None:
     sp = row.get("system_prompt")
     if sp is not None and not isinstance(sp, str):
         return f".system_prompt: must be a string or absent, got {type(sp).__name__}"
+    mask = row.get("loss_mask")
+    if mask is not None and (
+        not isinstance(mask, list) or not all(isinstance(k, int) and k >= 0 for k in mask)
+    ):
+        return (
+            ".loss_mask: must be a list of completion-token indices (ints >= 0) left out of "
+            "the loss, or absent"
+        )
     return None
 
 
@@ -185,6 +195,9 @@ def encode_rows(
         t = torch.tensor(s, dtype=torch.long)
         ids[j, : len(s)] = t
         labels[j, npr : len(s)] = t[npr:]
+        for k in rows[kept[j]].get("loss_mask") or ():
+            if npr + k < len(s):
+                labels[j, npr + k] = IGNORE
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     return Encoded(ids, labels, lengths, kept, dropped, truncated)
 

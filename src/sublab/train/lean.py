@@ -70,18 +70,15 @@ def lean_unsupported(model: Any) -> str | None:
 def label_positions(where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's label positions as a padded index ``[B, n_max]`` and its validity mask.
 
-    ``where [B, T]`` marks the positions that predict a label; they must be one contiguous run
-    per row (a completion and its EOS). Invalid slots repeat the row's first position.
+    ``where [B, T]`` marks the positions that predict a label: a completion and its EOS, less
+    any tokens a row's ``loss_mask`` leaves out. Valid slots hold them in ascending order;
+    invalid slots hold other (unused) positions.
     """
     n = where.sum(1)
-    start = where.int().argmax(1)
     width = max(int(n.max()), 1)
-    offs = torch.arange(width, device=where.device)
-    valid = offs < n[:, None]
-    pos = torch.where(valid, start[:, None] + offs, start[:, None])
-    if not bool(where.gather(1, pos)[valid].all()):
-        raise ValueError("the lean forward needs one contiguous run of labels per row")
-    return pos, valid
+    order = torch.sort(where.int(), dim=1, descending=True, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=where.device)[None, :] < n[:, None]
+    return order, valid
 
 
 def lean_label_hidden(

@@ -1,0 +1,1 @@
+"""Defences: one module per dataset transform, each registered in :data:`~.base.DEFENCES`."""

@@ -1,0 +1,1 @@
+"""Detectors: one module per detector, each registered in :data:`~.base.DETECTORS`."""
