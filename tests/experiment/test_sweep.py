@@ -53,6 +53,13 @@ def test_student_values_are_named_by_their_name() -> None:
     assert points[1]["students"] == [students[1]]
 
 
+def test_list_values_name_their_points_and_an_empty_list_is_none() -> None:
+    axis = {"data.filter.banned_lists": [["paper-negative"], []]}
+    points = expand_sweep("sw", BASE, axis)
+    assert [p["name"] for p in points] == ["sw-paper-negative", "sw-none"]
+    assert [p["data"]["filter"]["banned_lists"] for p in points] == [["paper-negative"], []]
+
+
 def test_an_axis_can_reach_into_a_list_item() -> None:
     base = {**BASE, "students": [{"name": "hard"}, {"name": "soft"}]}
     points = expand_sweep("sw", base, {"students.1.recipe.learning_rate": [1e-4, 1e-3]})
