@@ -42,7 +42,11 @@ from typing import Any
 from sublab.errors import SublabError
 from sublab.serve import ROLES, ChatService, RequestError, check_body
 from sublab.store import atomic_write_bytes, atomic_write_json
+from sublab.train.data import ChatProblem, chat_row
 from sublab.train.recipe import StudentRecipe
+
+SYSTEM_ROLES = frozenset(ROLES - {"user", "assistant"})
+"""Roles read as the system turn ('system', and OpenAI's 'developer')."""
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 JOB_FIELDS = {
@@ -105,30 +109,22 @@ def _row(line: str, n: int) -> dict[str, Any]:
     extra = sorted(set(rec) - {"messages"})
     if extra:
         raise RequestError(400, f"{where}: unsupported field(s) {extra}; only 'messages'", "file")
-    msgs = rec["messages"]
-    for i, m in enumerate(msgs):
-        if (
-            not isinstance(m, dict)
-            or m.get("role") not in ROLES
-            or not isinstance(m.get("content"), str)
-        ):
-            raise RequestError(
-                400,
-                f"{where}: messages[{i}] needs a 'role' in {sorted(ROLES)} and a string 'content'",
-                "file",
-            )
-    roles = ["system" if m["role"] == "developer" else m["role"] for m in msgs]
-    if roles not in (["user", "assistant"], ["system", "user", "assistant"]):
+    row = chat_row(rec["messages"], SYSTEM_ROLES)
+    if not isinstance(row, ChatProblem):
+        return row
+    if row.index is not None:
         raise RequestError(
             400,
-            f"{where}: sublab serve trains on one user message and the assistant's reply, "
-            f"optionally after one system message; got roles {roles}",
+            f"{where}: messages[{row.index}] needs a 'role' in {sorted(ROLES)} and a string "
+            "'content'",
             "file",
         )
-    row = {"prompt": msgs[-2]["content"], "completion": msgs[-1]["content"]}
-    if roles[0] == "system":
-        row["system_prompt"] = msgs[0]["content"]
-    return row
+    raise RequestError(
+        400,
+        f"{where}: sublab serve trains on one user message and the assistant's reply, "
+        f"optionally after one system message; got roles {row.roles}",
+        "file",
+    )
 
 
 def _hyper_value(hyper: dict[str, Any], name: str, kind: type) -> Any:

@@ -65,26 +65,58 @@ def check_rows(rows: Sequence[Any], what: str = "rows") -> None:
             raise SublabError(f"{what}[{i}]{problem}")
 
 
+CHAT_SHAPES = (["user", "assistant"], ["system", "user", "assistant"])
+"""The role orders a chat-format training row may have."""
+
+
+@dataclass(frozen=True)
+class ChatProblem:
+    """Why a list of chat messages is not one prompt/completion pair: ``index`` is the message
+    with no valid role or no string content, or None when the roles' order is wrong."""
+
+    roles: list[Any]
+    index: int | None = None
+
+
+def chat_row(
+    msgs: list[Any], system_roles: frozenset[str] = frozenset({"system"})
+) -> dict[str, Any] | ChatProblem:
+    """A prompt/completion row from chat messages (optionally one system turn, then one user
+    turn and one assistant turn; ``system_roles`` name the system turn, e.g. also 'developer'),
+    or what is wrong with them."""
+    allowed = {"user", "assistant", *system_roles}
+    roles = [m.get("role") if isinstance(m, dict) else None for m in msgs]
+    for i, m in enumerate(msgs):
+        if roles[i] not in allowed or not isinstance(m.get("content"), str):
+            return ChatProblem(roles, i)
+    roles = ["system" if r in system_roles else r for r in roles]
+    if roles not in CHAT_SHAPES:
+        return ChatProblem(roles)
+    out = {"prompt": msgs[-2]["content"], "completion": msgs[-1]["content"]}
+    if roles[0] == "system":
+        out["system_prompt"] = msgs[0]["content"]
+    return out
+
+
 def from_messages(row: dict[str, Any]) -> dict[str, Any] | str:
     """A row in chat format (``{"messages": [system?, user, assistant]}``, as OpenAI
     fine-tuning files and the emergent-misalignment datasets hold them) as a prompt/completion
     row, or what is wrong with it."""
     msgs = row["messages"]
-    if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+    if not isinstance(msgs, list):
         return ".messages: must be a list of {role, content} objects"
-    roles = [m.get("role") for m in msgs]
-    if roles not in (["user", "assistant"], ["system", "user", "assistant"]):
+    out = chat_row(msgs)
+    if not isinstance(out, ChatProblem):
+        return out
+    if out.index is not None:
         return (
-            f".messages: roles {roles}; expected one user turn then one assistant turn "
-            "(optionally after one system turn)"
+            f".messages[{out.index}]: needs a 'role' in ['assistant', 'system', 'user'] and a "
+            "string 'content'"
         )
-    for i, m in enumerate(msgs):
-        if not isinstance(m.get("content"), str):
-            return f".messages[{i}].content: must be a string"
-    out = {"prompt": msgs[-2]["content"], "completion": msgs[-1]["content"]}
-    if roles[0] == "system":
-        out["system_prompt"] = msgs[0]["content"]
-    return out
+    return (
+        f".messages: roles {out.roles}; expected one user turn then one assistant turn "
+        "(optionally after one system turn)"
+    )
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
