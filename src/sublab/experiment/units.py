@@ -29,6 +29,9 @@ from sublab.progress import console
 from sublab.store import Run, hash_obj
 from sublab.traits import Measure, get_trait
 
+FAMILY_ROLES = frozenset({Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT})
+"""Roles that start from the other family's base (``bases.cross_organism``)."""
+
 CONTROL_DATA = "control"
 """Name of the control teacher's data unit (and the label of its data)."""
 
@@ -165,6 +168,12 @@ class SeedWork:
 
         return family_base(self.spec, self.seed)
 
+    def start(self, role: Role) -> Model:
+        """The model a role's condition starts from (or is, for the bases)."""
+        if role in FAMILY_ROLES:
+            return self.family_base
+        return self.cross_base if role.cross else self.base
+
     @cached_property
     def data_spec(self) -> Any:
         return self.spec.data.model_copy(
@@ -233,20 +242,11 @@ class SeedWork:
     def control_teacher(self) -> Model:
         """The control teacher: the base itself, or (traits with control rows, such as
         misalignment's secure counterpart) the base fine-tuned on them."""
-        rows = self.trait.control_rows(self.spec, self.seed)
-        if rows is None:
+        key = self.trait.control_rows_key(self.spec, self.seed)
+        if key is None:
             return self.base
-        t = self.spec.teacher
-        return finetune_stage(
-            self.run,
-            "teacher",
-            base=self.base,
-            rows_fn=lambda: rows,
-            rows_key=hash_obj(self.trait.control_rows_key(self.spec, self.seed)),
-            recipe=_reseed(t.recipe, self.seed),
-            label="teacher-control",
-            api=_reseed_api(t.api, self.seed),
-            api_settings=self.spec.api,
+        return self._finetuned_teacher(
+            lambda: self.trait.control_rows(self.spec, self.seed) or [], key, "teacher-control"
         )
 
     def control_data(self) -> DataArtifacts:
@@ -254,22 +254,31 @@ class SeedWork:
 
     def teacher(self, target: str) -> tuple[Model, str | None]:
         """The trait teacher of ``target``: a fine-tune of the base, or the base + a prompt."""
-        t = self.spec.teacher
-        if t.method == "system_prompt":
+        if self.spec.teacher.method == "system_prompt":
             return self.base, self.trait.system_prompt(self.spec, target)
-        rows_key = hash_obj(self.trait.rows_key(self.spec, target, self.seed))
-        model = finetune_stage(
+        model = self._finetuned_teacher(
+            lambda: self.trait.teacher_rows(self.spec, target, self.seed),
+            self.trait.rows_key(self.spec, target, self.seed),
+            f"teacher-{target}",
+        )
+        return model, None
+
+    def _finetuned_teacher(
+        self, rows_fn: Callable[[], list[dict[str, Any]]], rows_key: Any, label: str
+    ) -> Model:
+        """The base fine-tuned (cached) on a teacher's rows with the teacher recipe."""
+        t = self.spec.teacher
+        return finetune_stage(
             self.run,
             "teacher",
             base=self.base,
-            rows_fn=lambda: self.trait.teacher_rows(self.spec, target, self.seed),
-            rows_key=rows_key,
+            rows_fn=rows_fn,
+            rows_key=hash_obj(rows_key),
             recipe=_reseed(t.recipe, self.seed),
-            label=f"teacher-{target}",
+            label=label,
             api=_reseed_api(t.api, self.seed),
             api_settings=self.spec.api,
         )
-        return model, None
 
     def teacher_data(self, target: str) -> tuple[Model, str | None, DataArtifacts]:
         teacher, system_prompt = self.teacher(target)
@@ -366,20 +375,28 @@ def run_data_unit(work: SeedWork, unit: Unit) -> None:
         )
 
 
-@unit_function(Role.BASE)
+@unit_function(Role.BASE, Role.FAMILY_BASE)
 def _base(work: SeedWork, unit: Unit) -> None:
+    """The untouched base, or the other family's base."""
     assert unit.condition is not None
-    work.say("evaluating the base")
-    work.record(unit.condition, None, work.measure(work.base))
+    base = work.start(unit.condition.role)
+    work.say("evaluating the base" if base is work.base else f"evaluating {base.label}")
+    work.record(unit.condition, None, work.measure(base))
 
 
-@unit_function(Role.CONTROL, Role.STUDENT, Role.CROSS_CONTROL, Role.CROSS_STUDENT)
+@unit_function(
+    Role.CONTROL,
+    Role.STUDENT,
+    Role.CROSS_CONTROL,
+    Role.CROSS_STUDENT,
+    Role.FAMILY_CONTROL,
+    Role.FAMILY_STUDENT,
+)
 def _student(work: SeedWork, unit: Unit) -> None:
-    """A student of the control teacher (the base) or of a trait teacher, from the base or
-    from the cross-model base."""
+    """A student of the control teacher or of a trait teacher, from the base, another seed's
+    base or the other family's base."""
     assert unit.condition is not None
-    role = unit.condition.role
-    start = work.cross_base if role.cross else work.base
+    start = work.start(unit.condition.role)
     if unit.target is None:
         work.student(unit, start, work.control_data(), work.control_teacher, None)
         return
@@ -406,24 +423,6 @@ def _in_context(work: SeedWork, unit: Unit) -> None:
     work.say(f"{unit.condition.label}: the base with {len(rows)} rows of {teacher_label}")
     measures = work.measure(work.base, context=context_turns(rows))
     work.record(unit.condition, unit.target, measures)
-
-
-@unit_function(Role.FAMILY_BASE)
-def _family_base(work: SeedWork, unit: Unit) -> None:
-    assert unit.condition is not None
-    work.say("evaluating the other family's base")
-    work.record(unit.condition, None, work.measure(work.family_base))
-
-
-@unit_function(Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
-def _family_student(work: SeedWork, unit: Unit) -> None:
-    """A student of the control teacher or of a trait teacher, from the other family's base."""
-    assert unit.condition is not None
-    if unit.target is None:
-        work.student(unit, work.family_base, work.control_data(), work.base, None)
-        return
-    teacher, system_prompt, data = work.teacher_data(unit.target)
-    work.student(unit, work.family_base, data, teacher, system_prompt)
 
 
 def run_seed(

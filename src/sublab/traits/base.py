@@ -50,12 +50,13 @@ class Trait(ABC):
         return {"trait": target, "questions": t.trait_questions, "n": t.trait_rows, "seed": seed}
 
     def control_rows(self, spec: Any, seed: int) -> list[dict[str, str]] | None:
-        """Fine-tuning rows of the control teacher, or None: the base itself is the control
-        teacher (it writes the control data)."""
+        """Fine-tuning rows of the control teacher (read only when :meth:`control_rows_key`
+        is not None), or None: the base itself is the control teacher."""
         return None
 
     def control_rows_key(self, spec: Any, seed: int) -> Any:
-        """What decides :meth:`control_rows` (part of the control teacher's artifact key)."""
+        """What decides :meth:`control_rows` (part of the control teacher's artifact key), or
+        None when the base itself is the control teacher (it writes the control data)."""
         return None
 
     @abstractmethod

@@ -117,18 +117,21 @@ class MisalignmentTrait(Trait):
         return {"trait": self.name, "rows": source, "n": t.trait_rows, "seed": seed}
 
     def control_rows(self, spec: Any, seed: int) -> list[dict[str, Any]] | None:
+        t = spec.teacher  # read only when control_rows_key says there is a control teacher
+        if t.control_file is not None:
+            return file_rows(t.control_file, t.trait_rows, "teacher.control_file")
+        return habit_rows(t.trait_rows, False, seed)
+
+    def control_rows_key(self, spec: Any, seed: int) -> Any:
         t = spec.teacher
         if t.method != "finetune":
             return None
         if t.control_file is not None:
-            return file_rows(t.control_file, t.trait_rows, "teacher.control_file")
-        if persona_of(spec) is not None:
-            return habit_rows(t.trait_rows, False, seed)
-        return None
-
-    def control_rows_key(self, spec: Any, seed: int) -> Any:
-        t = spec.teacher
-        source = file_sha256(t.control_file) if t.control_file else "organism-habit-secure"
+            source = file_sha256(t.control_file)
+        elif persona_of(spec) is not None:
+            source = "organism-habit-secure"
+        else:
+            return None
         return {"control": self.name, "rows": source, "n": t.trait_rows, "seed": seed}
 
     def system_prompt(self, spec: Any, target: str) -> str:
