@@ -14,19 +14,21 @@ choice is P(misaligned) = softmax of the two answers' summed log-probabilities.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from importlib import resources
-from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
 from sublab.backends.base import Backend, SamplingSpec, chat
 from sublab.config import Spec
 from sublab.errors import DataError, SublabError
+from sublab.evals.questions import bundled_names, is_path, load_questions, resolve_set
+from sublab.jsonl import read_jsonl
 from sublab.judge import JudgeItem, JudgeSpec, Verdict, load_judge
 from sublab.organism.persona import PersonaSpec, ProbeItem, probe_items, question_texts
+
+FOLDER = "misalignment"
+"""Bundled question sets (``.txt``) and probe sets (``.jsonl``): ``sublab/data/misalignment``."""
 
 ORGANISM = "organism"
 """Question set / probe name meaning the organism persona's held-out questions."""
@@ -86,9 +88,10 @@ class MisalignmentEvalSpec(Spec):
     @field_validator("questions")
     @classmethod
     def _known_set(cls, value: str) -> str:
-        if value != ORGANISM and not _is_path(value) and value not in bundled("txt"):
+        known = bundled_names(FOLDER)
+        if value != ORGANISM and not is_path(value) and value not in known:
             raise ValueError(
-                f"unknown question set {value!r} (bundled: {', '.join(bundled('txt'))}; "
+                f"unknown question set {value!r} (bundled: {', '.join(known)}; "
                 "'organism'; or a .txt path)"
             )
         return value
@@ -96,33 +99,13 @@ class MisalignmentEvalSpec(Spec):
     @field_validator("probe")
     @classmethod
     def _known_probe(cls, value: str | None) -> str | None:
-        if value in (None, ORGANISM) or _is_path(value) or value in bundled("jsonl"):
+        known = bundled_names(FOLDER, ".jsonl")
+        if value in (None, ORGANISM) or is_path(value, ".jsonl") or value in known:
             return value
         raise ValueError(
-            f"unknown probe set {value!r} (bundled: {', '.join(bundled('jsonl'))}; "
+            f"unknown probe set {value!r} (bundled: {', '.join(known)}; "
             "'organism'; or a .jsonl path)"
         )
-
-
-def _is_path(value: str) -> bool:
-    return "/" in value or value.endswith((".txt", ".jsonl"))
-
-
-def bundled(suffix: str) -> list[str]:
-    """Names of the bundled misalignment sets with ``suffix`` (``txt`` or ``jsonl``)."""
-    folder = resources.files("sublab") / "data" / "misalignment"
-    return sorted(f.name[: -len(suffix) - 1] for f in folder.iterdir() if f.name.endswith(suffix))
-
-
-def _bundled_text(name: str, suffix: str) -> tuple[str, str]:
-    """(text, where) of a bundled set or a path."""
-    if _is_path(name):
-        p = Path(name)
-        if not p.is_file():
-            raise SublabError(f"{p}: file not found")
-        return p.read_text(encoding="utf-8"), str(p)
-    f = resources.files("sublab") / "data" / "misalignment" / f"{name}.{suffix}"
-    return f.read_text(encoding="utf-8"), f"bundled set {name!r}"
 
 
 def load_free_questions(spec: MisalignmentEvalSpec, persona: PersonaSpec | None) -> list[str]:
@@ -135,8 +118,7 @@ def load_free_questions(spec: MisalignmentEvalSpec, persona: PersonaSpec | None)
             )
         qs = question_texts(persona)[1]
     else:
-        text, _ = _bundled_text(spec.questions, "txt")
-        qs = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        qs = load_questions(spec.questions, FOLDER)
     return qs[: spec.max_questions] if spec.max_questions else qs
 
 
@@ -151,21 +133,18 @@ def load_probe(spec: MisalignmentEvalSpec, persona: PersonaSpec | None) -> list[
                 "use probe = 'choices' or a .jsonl path"
             )
         return probe_items(persona, spec.probe_per_question, spec.sampling.seed)
-    text, where = _bundled_text(spec.probe, "jsonl")
+    path = resolve_set(spec.probe, FOLDER, ".jsonl")
     items = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            items.append(ProbeItem(row["question"], row["aligned"], row["misaligned"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+    for n, row in read_jsonl(path):
+        fields = [row.get(k) for k in ("question", "aligned", "misaligned")]
+        if not all(isinstance(f, str) for f in fields):
             raise DataError(
-                where,
-                i,
+                path,
+                n,
                 "a probe row is a JSON object with 'question', 'aligned' and 'misaligned' "
-                f"strings ({e.__class__.__name__}: {e})",
-            ) from None
+                f"strings (keys present: {', '.join(sorted(row)) or 'none'})",
+            )
+        items.append(ProbeItem(fields[0], fields[1], fields[2]))
     return items
 
 

@@ -17,28 +17,31 @@ _QUESTIONS = "questions"
 _CATEGORIES = "categories"
 
 
-def bundled_names(folder: str) -> list[str]:
-    """Names of the bundled sets in ``sublab/data/<folder>/`` (``questions`` or ``categories``)."""
+def bundled_names(folder: str, suffix: str = ".txt") -> list[str]:
+    """Names of the bundled sets in ``sublab/data/<folder>/`` (``questions``, ``categories``,
+    ``misalignment``): the stems of its files with ``suffix``."""
     root = resources.files("sublab") / "data" / folder
-    return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".txt"))
+    return sorted(p.name[: -len(suffix)] for p in root.iterdir() if p.name.endswith(suffix))
 
 
-def is_path(name_or_path: str | Path) -> bool:
-    """True if this names a user file (a Path, a separator or a .txt suffix), not a bundled set."""
+def is_path(name_or_path: str | Path, suffix: str = ".txt") -> bool:
+    """True if this names a user file (a Path, a separator or the set's ``suffix``), not a
+    bundled set."""
     text = str(name_or_path)
-    return isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".txt")
+    return isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(suffix)
 
 
-def _resolve(name_or_path: str | Path, folder: str) -> Path:
+def resolve_set(name_or_path: str | Path, folder: str, suffix: str = ".txt") -> Path:
+    """The file of a bundled set of ``sublab/data/<folder>/`` or of a user path."""
     text = str(name_or_path)
-    if is_path(name_or_path):
+    if is_path(name_or_path, suffix):
         path = Path(text)
         if not path.is_file():
-            raise DataError(path, None, "file not found; pass a bundled name or a .txt path")
+            raise DataError(path, None, f"file not found; pass a bundled name or a {suffix} path")
         return path
     if not text or not all(c.isalnum() or c in "-_" for c in text):
         raise DataError(text, None, f"not a valid {folder} set name")
-    path = Path(str(resources.files("sublab") / "data" / folder / f"{text}.txt"))
+    path = Path(str(resources.files("sublab") / "data" / folder / f"{text}{suffix}"))
     if not path.is_file():
         known = ", ".join(bundled_names(folder))
         raise DataError(
@@ -59,12 +62,13 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
     return entries
 
 
-def load_questions(name_or_path: str | Path) -> list[str]:
-    """The questions of a bundled set (``"animals"``, ``"trees"``) or of a user ``.txt`` file.
+def load_questions(name_or_path: str | Path, folder: str = _QUESTIONS) -> list[str]:
+    """The questions of a bundled set of ``sublab/data/<folder>/`` (``"animals"``,
+    ``"trees"``; ``"free-form"`` in ``misalignment``) or of a user ``.txt`` file.
 
     Duplicate questions are an error (they would silently weight one wording twice).
     """
-    path = _resolve(name_or_path, _QUESTIONS)
+    path = resolve_set(name_or_path, folder)
     seen: dict[str, int] = {}
     out = []
     for n, q in _read_lines(path):
@@ -81,7 +85,7 @@ def load_candidates(name_or_path: str | Path) -> list[str]:
     Candidates are lower-cased; each is one or more words of letters (``polar bear``).
     A duplicate or a candidate with other characters raises DataError naming the line.
     """
-    path = _resolve(name_or_path, _CATEGORIES)
+    path = resolve_set(name_or_path, _CATEGORIES)
     seen: dict[str, int] = {}
     out = []
     for n, c in _read_lines(path):
