@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sublab.backends.base import Backend, BackendSettings, Model
+from sublab.backends.base import SAMPLER_VERSION, Backend, BackendSettings, Model
 from sublab.channels import ChannelSpec, Prompt, get_channel
 from sublab.filtering import build_report, clip, write_filter_outputs
 from sublab.jsonl import read_jsonl, write_jsonl
@@ -176,6 +176,7 @@ def data_stages(
         inputs=[teacher.key],
         seeds={"sampling": data.sampling.seed, **(seeds or {})},
         resumable=True,
+        stage_version=SAMPLER_VERSION,
     )
 
     filter_spec = {

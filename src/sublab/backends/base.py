@@ -16,6 +16,12 @@ from pydantic import Field, model_validator
 
 from sublab.config import Spec
 
+SAMPLER_VERSION = 2
+"""Version of the ``hf`` sampler's random draws (2: counter-based Gumbel-max draws per chat,
+step and token, shared by every model sampled with the same seed; see
+:mod:`sublab.backends.draws`). The stages that sample carry it in their artifact keys, so rows
+sampled under another version are never reused."""
+
 Chat = list[dict[str, str]]
 """A chat: ``[{"role": "system"|"user"|"assistant", "content": "..."}, ...]``."""
 

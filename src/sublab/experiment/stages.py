@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sublab.backends.base import Backend, BackendSettings, Chat, Model, ModelRef
+from sublab.backends.base import (
+    SAMPLER_VERSION,
+    Backend,
+    BackendSettings,
+    Chat,
+    Model,
+    ModelRef,
+)
 from sublab.backends.context import InContext
 from sublab.backends.openai import OpenAISettings
 from sublab.backends.openai_finetune import ApiFinetuneSpec
@@ -157,7 +164,12 @@ def eval_stage(
     if trait.name != "preference":  # the preference trait's artifacts keep their keys
         spec["trait"] = trait.name
     art = run.build(
-        "eval", spec, make, inputs=[model.key], seeds={"sampling": eval_spec.sampling.seed}
+        "eval",
+        spec,
+        make,
+        inputs=[model.key],
+        seeds={"sampling": eval_spec.sampling.seed},
+        stage_version=SAMPLER_VERSION,
     )
     return trait.measures(art.path, experiment)
 
