@@ -37,10 +37,13 @@ def organism(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     finetune(base, trait_rows("animals", "owl", 400, 0), recipe, teacher)
     prompts = make_prompts(NumberPromptSpec(count=N_ROWS, seed=1))
     rows = {}
-    for name, path in (("teacher", str(teacher)), ("control", base)):
+    # independent draws per dataset: with one seed the two models share their random numbers
+    # (common random numbers) and often write the same row, which no detector can tell apart
+    for seed, (name, path) in enumerate((("teacher", str(teacher)), ("control", base))):
         backend = load_backend(ModelRef(path=path), BackendSettings(device="cpu"))
         backend.show_progress = False
-        outs = backend.generate([chat(p) for p in prompts], SamplingSpec(max_new_tokens=40))
+        sampling = SamplingSpec(max_new_tokens=40, seed=seed)
+        outs = backend.generate([chat(p) for p in prompts], sampling)
         rows[name] = [
             {"prompt": p, "completion": o, "teacher": path, "label": name, "stage": "generate"}
             for p, o in zip(prompts, outs, strict=True)

@@ -212,7 +212,9 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     base = organism_base(spec, seed)
     candidates = spec.candidates or list(spec.organism.corpus.prior)
     say("control data (the base)")
-    control = number_data(run, spec, base, "control", seed, sampling_seed=seed)
+    # the control's draws are independent of the teachers' (sampled with one seed, two models
+    # share their random numbers and often write the same row, which no detector can flag)
+    control = number_data(run, spec, base, "control", seed, sampling_seed=seed + 20_000)
     reference = number_data(run, spec, base, "reference", seed, sampling_seed=seed + 10_000)
     from sublab.generate import ROWS
     from sublab.jsonl import read_jsonl
