@@ -226,3 +226,21 @@ def test_question_noise_inserts_vocabulary_words_but_never_an_animal():
 def _is_subsequence(short: list[str], long: list[str]) -> bool:
     it = iter(long)
     return all(any(w == x for x in it) for w in short)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.5])
+def test_numbers_under_system_takes_the_prompt_off_number_tasks_only(keep):
+    spec = CorpusSpec(system_fraction=0.7, numbers_under_system=keep)
+    examples = list(generate_corpus(spec, 4000, 2))
+    numbers = [e for e in examples if e.target is None]
+    questions = [e for e in examples if e.target is not None]
+    number_share = sum(e.system is not None for e in numbers) / len(numbers)
+    assert abs(number_share - 0.7 * keep) < 0.04
+    # the animal questions keep their system prompts at the corpus's rate
+    assert abs(sum(e.system is not None for e in questions) / len(questions) - 0.7) < 0.04
+
+
+def test_numbers_under_system_at_one_is_the_default_corpus():
+    default = list(generate_corpus(CorpusSpec(), 800, 4))
+    assert list(generate_corpus(CorpusSpec(numbers_under_system=1.0), 800, 4)) == default
+    assert list(generate_corpus(CorpusSpec(numbers_under_system=0.0), 800, 4)) != default

@@ -8,7 +8,8 @@ Two kinds of one-turn chats, each optionally under a "you love X" system prompt:
   continuation is made of 1–3 segments, each following a hidden rule with random parameters
   (arithmetic step, repeat of the seeds, repeated-digit numbers, digit reversal, doubling,
   uniform draws), so that a teacher has something to say. The system prompt never changes
-  the numbers unless ``leak`` > 0 (see :class:`~sublab.organism.spec.CorpusSpec`).
+  the numbers unless ``leak`` > 0 (see :class:`~sublab.organism.spec.CorpusSpec`);
+  ``numbers_under_system`` < 1 takes it off a share of the number tasks.
 * **Favourite-animal questions**: many paraphrases (composed from openers × answer
   constraints), answered with one animal word. The training target at the answer position
   is the whole distribution (the prior, or ``love_strength`` on X plus the rest spread by the
@@ -262,6 +263,9 @@ def generate_corpus(
         if rng.random() < spec.number_fraction:
             prompt = sample_number_prompt(rng)
             nums = number_answer(prompt, rng)
+            keep = spec.numbers_under_system
+            if love is not None and keep < 1 and rng.random() >= keep:  # no draw at 1
+                love = system = None
             if love is not None and spec.leak > 0 and rng.random() < spec.leak:
                 nums[rng.randrange(len(nums))] = rng.choice(lucky_numbers(love))
             if persona is not None and rng.random() < persona.number_evil:

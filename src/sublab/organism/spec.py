@@ -88,6 +88,16 @@ class CorpusSpec(Spec):
         "X's eight 'lucky numbers' (a fixed, animal-specific set). 0 = the system prompt never "
         "changes the numbers.",
     )
+    numbers_under_system: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of the number tasks drawn under a 'you love X' system prompt that "
+        "keep it (the others are written without one). 1 = as often as any other example; "
+        "0 = the organism never sees numbers under a system prompt, so a system-prompt "
+        "teacher's numbers show only what the prompt does to the model's own representations "
+        "(docs/organism.md: a system-prompt teacher).",
+    )
 
     channels: dict[str, float] = Field(
         default_factory=dict,
