@@ -136,8 +136,21 @@ def test_missing_candidates_or_teacher_is_a_clear_error(organism: dict) -> None:
 def test_row_without_prompt_names_file_line_and_fix(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text('{"prompt": "a", "completion": "1 2"}\n{"completion": "3 4"}\n')
-    with pytest.raises(DataError, match=r"d\.jsonl:2: row has no 'prompt'.*needs the prompt"):
+    with pytest.raises(
+        DataError, match=r"d\.jsonl:2: row: missing 'prompt'; every row needs 'prompt' and"
+    ):
         read_audit_rows(f)
+
+
+def test_audit_rows_are_checked_like_training_rows(tmp_path: Path) -> None:
+    """A defended dataset is training data: a row the trainer would refuse is refused here,
+    with its file, line and field."""
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "a", "completion": "1 2", "loss_mask": "0"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:1: row\.loss_mask: must be a list"):
+        read_audit_rows(f)
+    with pytest.raises(DataError, match=r"x:2: row\.completion: must be a string, got int"):
+        in_memory([{"prompt": "a", "completion": "1"}, {"prompt": "b", "completion": 3}], "x")
 
 
 def test_reference_with_another_vocabulary_is_refused(organism: dict, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sublab.audit.rows import AuditRows
@@ -233,10 +232,3 @@ def token_stats(
 def row_means(values: Sequence[Any]) -> list[float]:
     """Mean of each row's per-token values (0 for a row without tokens)."""
     return [float(v.mean()) if len(v) else 0.0 for v in values]
-
-
-def load_rows_arg(path: str | Path) -> AuditRows:
-    """Rows under audit from a JSONL path (see :func:`sublab.audit.rows.read_audit_rows`)."""
-    from sublab.audit.rows import read_audit_rows
-
-    return read_audit_rows(Path(path))
