@@ -229,6 +229,24 @@ def test_cli_audit_and_defend_end_to_end(organism: dict, tmp_path: Path) -> None
     assert res.exit_code == 2 and "bad.jsonl:1" in res.output
 
 
+def test_cli_help_and_defaults_come_from_the_registries() -> None:
+    """The defend and audit options list what is registered, and both commands default to
+    the one suspected-trait prompt."""
+    import typer.main
+
+    from sublab.audit.context import DEFAULT_TRAIT_PROMPT
+    from sublab.cli import app
+
+    cli = typer.main.get_command(app)
+    for command in ("audit", "defend"):
+        params = {p.name: p for p in cli.commands[command].params}  # type: ignore[attr-defined]
+        assert params["trait_prompt"].default == DEFAULT_TRAIT_PROMPT
+        detector_help = params["detector"].help or ""
+        assert all(name in detector_help for name in DETECTORS.names())
+    defend = {p.name: p for p in cli.commands["defend"].params}  # type: ignore[attr-defined]
+    assert all(name in (defend["defence"].help or "") for name in DEFENCES.names())
+
+
 def test_mask_divergence_leaves_tokens_out_of_the_loss(organism: dict) -> None:
     from sublab.train.data import IGNORE, encode_rows
     from sublab.train.models import load_tokenizer
