@@ -70,6 +70,15 @@ def test_auroc_counts_ties_half() -> None:
     assert sep.dataset_auroc == 1.0 and sep.dataset_ci == (1.0, 1.0)
 
 
+def test_most_suspicious_ranks_high_first_ties_in_row_order() -> None:
+    from sublab.audit.detectors.base import most_suspicious
+
+    scores = [0.1, 0.5, 0.3, 0.5, -1.0]
+    assert most_suspicious(scores) == [1, 3, 2, 0, 4]
+    assert most_suspicious(scores, 2) == [1, 3]
+    assert most_suspicious(scores, 0) == []
+
+
 def test_teacher_logprob_separates_teacher_rows_from_control_rows(organism: dict) -> None:
     det = DETECTORS.get("teacher_logprob")
     on_teacher = det.score(context(organism, "teacher"))

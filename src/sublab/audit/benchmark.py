@@ -204,9 +204,8 @@ def audit_context(
 
 def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     """Detectors, defences and the quintile check for one organism seed."""
-    import numpy as np
-
     from sublab.audit.defences.base import DEFENCES
+    from sublab.audit.detectors.base import most_suspicious
 
     say = lambda m: console.print(f"seed {seed}: {m}", markup=False, highlight=False)  # noqa: E731
     base = organism_base(spec, seed)
@@ -271,12 +270,12 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
                 }
             )  # fmt: skip
         if spec.validate_detector in scores:
-            order = np.argsort(-np.asarray(scores[spec.validate_detector]), kind="stable")
+            order = most_suspicious(scores[spec.validate_detector])
             fifth = len(order) // 5
-            parts = {"top": order[:fifth], "bottom": order[-fifth:]}
+            parts = {"top": order[:fifth], "bottom": order[len(order) - fifth :]}
             shifts = {}
             for part, idx in parts.items():
-                rows = [trait_rows_[i] for i in sorted(idx.tolist())]
+                rows = [trait_rows_[i] for i in sorted(idx)]
                 p = student_prob(run, spec, base, rows, f"student-{target}-{part}", seed, [target])
                 shifts[part] = round(p[target] - control_student[target], 4)
             quintiles.append(

@@ -8,7 +8,7 @@ from typing import Any
 
 from sublab.audit.context import AuditContext
 from sublab.audit.defences.base import DEFENCES, Defence, DefenceResult, with_step
-from sublab.audit.detectors.base import DETECTORS
+from sublab.audit.detectors.base import DETECTORS, most_suspicious
 
 
 @DEFENCES.register
@@ -19,15 +19,13 @@ class Resample(Defence):
     def apply(
         self, ctx: AuditContext, detector: str | None = None, drop: float = 1.0, **_: Any
     ) -> DefenceResult:
-        import numpy as np
-
         n = len(ctx.rows)
         if detector is None or drop >= 1:
             chosen = set(range(n))
             why = "every row resampled"
         else:
-            scores = np.asarray(DETECTORS.get(detector).score(ctx).scores)
-            chosen = set(np.argsort(-scores, kind="stable")[: round(drop * n)].tolist())
+            scores = DETECTORS.get(detector).score(ctx).scores
+            chosen = set(most_suspicious(scores, round(drop * n)))
             why = f"among the {drop:.0%} highest {detector} scores"
         ref = ctx.reference_rows()
         rows = []
