@@ -187,8 +187,8 @@ def token_stats(
     import numpy as np
     import torch
 
-    from sublab.train.data import IGNORE, collate, encode_rows, sequential_batches
-    from sublab.train.models import head_logits, label_hidden
+    from sublab.train.data import IGNORE, encode_rows
+    from sublab.train.strength import encoded_batches, label_logprobs
 
     view = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     if system_prompt:
@@ -207,10 +207,8 @@ def token_stats(
         for k, ids in enumerate(token_sets):
             sets[torch.as_tensor(list(ids), dtype=torch.long), k] = 1.0
     with torch.inference_mode():
-        for idx in sequential_batches(enc.lengths, batch_size):
-            batch = {k: v.to(dev) for k, v in collate(enc, idx).items()}
-            hidden, targets = label_hidden(model, batch)
-            lp = torch.log_softmax(head_logits(model, hidden).double(), dim=-1)
+        for idx, batch in encoded_batches(enc, batch_size, dev):
+            lp, targets = label_logprobs(model, batch)
             counts = (batch["labels"][:, 1:] != IGNORE).sum(1).tolist()
             tok_lp = lp.gather(1, targets[:, None])[:, 0].cpu()
             top = lp.argmax(-1).cpu()
