@@ -134,6 +134,28 @@ def test_benchmark_config_runs_end_to_end(tmp_path: Path) -> None:
     assert "| 0 | owl | teacher_logprob |" in (run.path / "audit.md").read_text()
 
 
+def test_models_and_statistics_are_computed_once(organism: dict) -> None:
+    """Contexts sharing a ModelCache load a model once; statistics are cached per (model,
+    system prompt, token sets), so other token sets get their own masses."""
+    from sublab.audit.models import ModelCache
+
+    models = ModelCache()
+    a = context(organism, "teacher", models=models)
+    b = context(organism, "control", models=models)
+    assert a.model(a.reference) is b.model(b.reference)
+    assert a.tokenizer() is b.tokenizer()
+    ref = a.reference
+    owl, cat = (a.tokenizer()(w, add_special_tokens=False)["input_ids"] for w in ("owl", "cat"))
+    with_owl = a.stats(ref, token_sets=[owl])
+    assert a.stats(ref, token_sets=[owl]) is with_owl
+    with_cat = a.stats(ref, token_sets=[cat])
+    assert with_cat is not with_owl and a.stats(ref) is not with_owl
+    assert with_owl.set_mass is not None and with_cat.set_mass is not None
+    assert not all(
+        (x == y).all() for x, y in zip(with_owl.set_mass, with_cat.set_mass, strict=True)
+    )
+
+
 def test_missing_candidates_or_teacher_is_a_clear_error(organism: dict) -> None:
     ctx = AuditContext(in_memory(organism["rows"]["teacher"]), reference=organism["base"])
     with pytest.raises(SublabError, match="--teacher"):

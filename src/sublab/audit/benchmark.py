@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab.audit.context import AuditContext
+from sublab.audit.models import ModelCache
 from sublab.audit.rows import in_memory
 from sublab.audit.spec import AuditBenchmarkSpec
 from sublab.backends.base import BackendSettings, Model
@@ -192,13 +193,14 @@ def detector_table(
 
 def audit_context(
     rows: list[dict[str, Any]], name: str, base: Model, teacher: Model, candidates: list[str],
-    ref_by_prompt: dict[str, dict[str, Any]], seed: int,
+    ref_by_prompt: dict[str, dict[str, Any]], seed: int, models: ModelCache,
 ) -> AuditContext:  # fmt: skip
-    """Rows audited against the base (reference) and a suspected teacher."""
+    """Rows audited against the base (reference) and a suspected teacher (``models``: the
+    seed's models, loaded once for all its contexts)."""
     return AuditContext(
         in_memory(rows, name), reference=base.ref.path, teacher=teacher.ref.path,
         candidates=candidates, reference_samples=[ref_by_prompt[r["prompt"]] for r in rows],
-        seed=seed,
+        seed=seed, models=models,
     )  # fmt: skip
 
 
@@ -226,6 +228,7 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     )
     detectors, defences, quintiles, teachers = [], [], [], {}
     ctx_control: AuditContext | None = None  # shared by the targets: the reference's statistics
+    models = ModelCache()  # the base and each teacher, loaded once for every context
     for target in spec.targets:
         say(f"teacher '{target}'")
         teacher = trait_teacher(run, spec, base, target, seed)
@@ -234,11 +237,11 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         trait_rows_ = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
 
         ctx_trait = audit_context(
-            trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed
+            trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed, models
         )
         if ctx_control is None:
             ctx_control = audit_context(
-                control_rows, "control", base, teacher, candidates, ref_by_prompt, seed
+                control_rows, "control", base, teacher, candidates, ref_by_prompt, seed, models
             )
         ctx_control.teacher = teacher.ref.path  # audited against this target's teacher
         say(f"detectors on '{target}' vs control data")
@@ -287,7 +290,9 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         teacher = null_teacher(run, spec, base, seed)
         data = number_data(run, spec, teacher, NULL_TARGET, seed, sampling_seed=seed)
         rows = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
-        ctx_null = audit_context(rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed)
+        ctx_null = audit_context(
+            rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed, models
+        )
         assert ctx_control is not None
         ctx_control.teacher = teacher.ref.path
         table, _ = detector_table(spec, ctx_null, ctx_control, NULL_TARGET)

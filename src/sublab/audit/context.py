@@ -1,5 +1,6 @@
 """What detectors and defences share: the rows, the reference (and optional teacher) models,
-the candidate traits, and per-token statistics computed once per (model, system prompt).
+the candidate traits, and per-token statistics computed once per (model, system prompt, token
+sets).
 
 Per-token statistics are teacher-forced along each row's completion (and its end token) with
 the same chat construction as training (:func:`sublab.train.data.encode_rows`), so position
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sublab.audit.models import ModelCache
 from sublab.audit.rows import AuditRows
 from sublab.errors import DataError, SublabError
 
@@ -24,6 +26,10 @@ UNKNOWN_ROWS_ALLOWED = 0.1
 """Share of rows whose completions may hold tokens the reference does not know (a model's own
 unfiltered output can: pieces that decode into a word its vocabulary lacks) before the
 reference is refused as having another vocabulary."""
+
+
+StatsKey = tuple[str, str | None, tuple[tuple[int, ...], ...]]
+"""What a context's statistics are cached by: model, system prompt, token sets."""
 
 
 @dataclass
@@ -58,32 +64,25 @@ class AuditContext:
     batch_size: int = 64
     device: str = "cpu"
     """Where the models run: 'cpu', 'cuda' or 'auto'."""
-    _models: dict[str, Any] = field(default_factory=dict, repr=False)
-    _stats: dict[tuple[str, str | None], TokenStats] = field(default_factory=dict, repr=False)
+    models: ModelCache = field(default_factory=ModelCache, repr=False)
+    """Where models and tokenizers are loaded once (contexts may share one)."""
+    _stats: dict[StatsKey, TokenStats] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ models
 
     def tokenizer(self) -> Any:
-        from sublab.train.models import load_tokenizer
-
-        return load_tokenizer(self.reference, "reference")
+        """The reference's tokenizer (every model of an audit shares its vocabulary)."""
+        return self.models.tokenizer(self.reference, "reference")
 
     def model(self, path: str) -> Any:
-        import torch
-
-        from sublab.train.models import load_model, resolve_device
-
-        if path not in self._models:
-            self._models[path] = load_model(
-                path, resolve_device(self.device), torch.float32, "model"
-            ).eval()
-        return self._models[path]
+        """The model in ``path`` on this context's device (loaded once per cache)."""
+        return self.models.model(path, self.device)
 
     def check(self) -> None:
         """Refuse a reference whose vocabulary does not cover the rows (more than
         :data:`UNKNOWN_ROWS_ALLOWED` of them hold unknown tokens; the first is named) and a
         teacher with another vocabulary."""
-        from sublab.train.models import check_model_dir, check_same_vocab, load_tokenizer
+        from sublab.train.models import check_model_dir, check_same_vocab
 
         check_model_dir(self.reference, "reference")
         tok = self.tokenizer()
@@ -108,7 +107,7 @@ class AuditContext:
                 )
         if self.teacher is not None:
             check_model_dir(self.teacher, "teacher")
-            check_same_vocab(tok, load_tokenizer(self.teacher, "teacher"), self.teacher)
+            check_same_vocab(tok, self.models.tokenizer(self.teacher, "teacher"), self.teacher)
 
     def need_teacher(self, who: str) -> str:
         if self.teacher is None:
@@ -135,18 +134,16 @@ class AuditContext:
     def stats(
         self, model: str, system_prompt: str | None = None, token_sets: Sequence[Any] = ()
     ) -> TokenStats:
-        """Per-token statistics of ``model`` along every row's completion (cached without
-        ``token_sets``; with them, ``set_mass`` holds each set's probability per position)."""
-        key = (model, system_prompt)
-        if not token_sets and key in self._stats:
-            return self._stats[key]
-        out = token_stats(
-            self.model(model), self.tokenizer(), self.rows.rows, system_prompt,
-            token_sets, self.batch_size,
-        )  # fmt: skip
-        if not token_sets:
-            self._stats[key] = out
-        return out
+        """Per-token statistics of ``model`` along every row's completion (with
+        ``token_sets``, ``set_mass`` holds each set's probability per position), computed once
+        per (model, system prompt, token sets)."""
+        key = (model, system_prompt, tuple(tuple(int(i) for i in ids) for ids in token_sets))
+        if key not in self._stats:
+            self._stats[key] = token_stats(
+                self.model(model), self.tokenizer(), self.rows.rows, system_prompt,
+                token_sets, self.batch_size,
+            )  # fmt: skip
+        return self._stats[key]
 
     def reference_rows(self) -> list[dict[str, Any]]:
         """The reference's own completions for the rows' prompts (sampled once, temperature 1,
