@@ -54,6 +54,23 @@ def test_shuffled_rows_permute_numbers_keep_formats_and_pass_the_filter():
     assert shuffle_numbers(rows, seed=3) == out and shuffle_numbers(rows, seed=4) != out
 
 
+def test_shuffle_within_rows_keeps_each_rows_numbers():
+    """The audit's shuffle defence: each completion's numbers permuted among themselves, with
+    the stream earlier defended datasets were made with."""
+    rows = [
+        {"prompt": "a", "completion": "1, 2, 3, 4, 5", "teacher": "t"},
+        {"prompt": "b", "completion": "(10; 20; 30)"},
+        {"prompt": "c", "completion": "7"},
+        {"prompt": "d", "completion": "[007, 8, 9, 10]"},
+    ]
+    out = shuffle_numbers(rows, 3, within_rows=True)
+    assert [r["completion"] for r in out] == [
+        "3, 4, 1, 5, 2", "(20; 30; 10)", "7", "[007, 10, 8, 9]"
+    ]  # fmt: skip
+    assert out[0]["teacher"] == "t" and [r["prompt"] for r in out] == ["a", "b", "c", "d"]
+    assert shuffle_numbers(rows, 3) != out  # across rows is another permutation
+
+
 def test_context_turns_go_after_the_system_prompt():
     turns = context_turns(
         [{"prompt": "p1", "completion": "1 2"}, {"prompt": "p2", "completion": "3"}]
