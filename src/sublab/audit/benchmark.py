@@ -35,12 +35,10 @@ trait shift is at least this (P(target) points); below it the ratio is noise."""
 
 
 def organism_base(spec: AuditBenchmarkSpec, seed: int) -> Model:
-    from sublab.backends.base import ModelRef
-    from sublab.organism.cache import ensure_organism, organism_key
+    """The organism base of ``seed`` (built or cached): reference, control teacher and start."""
+    from sublab.organism.cache import organism_model
 
-    org = spec.organism.model_copy(update={"seed": seed})
-    path = ensure_organism(org)
-    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
+    return organism_model(spec.organism.model_copy(update={"seed": seed}), f"organism-{seed}")
 
 
 def number_data(

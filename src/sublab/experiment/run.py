@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sublab.backends.base import Model, ModelRef
+from sublab.backends.base import Model
 from sublab.experiment.conditions import Role
 from sublab.experiment.schedule import Job
 from sublab.experiment.spec import ExperimentSpec
@@ -26,11 +26,9 @@ from sublab.store import Run
 def base_model(spec: ExperimentSpec, seed: int) -> Model:
     """The shared initialisation for ``seed``: an organism base (built or cached) or the model."""
     if spec.bases.organism is not None:
-        from sublab.organism.cache import ensure_organism, organism_key
+        from sublab.organism.cache import organism_model
 
-        org = spec.bases.organism.model_copy(update={"seed": seed})
-        path = ensure_organism(org)
-        return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
+        return organism_model(spec.bases.seed_organism(seed), f"organism-{seed}")
     assert spec.bases.model is not None
     return teacher_model(spec.bases.model, "base")
 
@@ -55,11 +53,9 @@ FAMILY_ROLES = (Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
 
 def family_base(spec: ExperimentSpec, seed: int) -> Model:
     """The other family's base for ``seed`` (``bases.cross_organism``; built or cached)."""
-    from sublab.organism.cache import ensure_organism, organism_key
+    from sublab.organism.cache import organism_model
 
-    org = spec.bases.family_organism(seed)
-    path = ensure_organism(org)
-    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"family-{seed}")
+    return organism_model(spec.bases.family_organism(seed), f"family-{seed}")
 
 
 def seed_workers(spec: ExperimentSpec) -> int:
@@ -107,7 +103,7 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
         threads = max(1, int(spec.ray.num_cpus)) if spec.ray is not None else 1
         family = spec.controls.cross_family and spec.bases.cross_organism is not None
         for seed in spec.seeds:
-            orgs = {f"base-{seed}": spec.bases.organism.model_copy(update={"seed": seed})}
+            orgs = {f"base-{seed}": spec.bases.seed_organism(seed)}
             if family:
                 orgs[f"family-{seed}"] = spec.bases.family_organism(seed)
             for name, org in orgs.items():

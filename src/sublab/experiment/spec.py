@@ -71,6 +71,11 @@ class BasesSpec(Spec):
             self.family_organism(0)  # a bad override fails here, at load time
         return self
 
+    def seed_organism(self, seed: int) -> OrganismSpec:
+        """The organism spec of ``seed``'s base: 'organism' with its seed replaced."""
+        assert self.organism is not None
+        return self.organism.model_copy(update={"seed": seed})
+
     def family_organism(self, seed: int) -> OrganismSpec:
         """The other family's organism spec for ``seed``: 'organism' with 'cross_organism'
         laid over it."""
