@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sublab.audit.context import AuditContext
 from sublab.audit.models import ModelCache
@@ -25,6 +25,10 @@ from sublab.backends.base import BackendSettings, Model
 from sublab.pipeline import runner
 from sublab.progress import console
 from sublab.store import DEFAULT_RUNS_DIR, Run, hash_obj
+
+if TYPE_CHECKING:
+    from sublab.backends.base import Backend
+    from sublab.datagen import DataArtifacts
 
 MIN_SHIFT = 0.005
 """A defence's residual (shift after / before) is reported only when the undefended student's
@@ -43,11 +47,11 @@ def organism_base(spec: AuditBenchmarkSpec, seed: int) -> Model:
 
 def number_data(
     run: Run, spec: AuditBenchmarkSpec, teacher: Model, label: str, seed: int, sampling_seed: int
-) -> Any:
+) -> DataArtifacts:
     """A teacher's number data (generated, filtered; cached in the run)."""
-    from sublab.backends import load_backend
     from sublab.channels import default_data, get_channel
     from sublab.datagen import TraitTerms, data_stages
+    from sublab.experiment.stages import load_backend
 
     data = default_data(
         prompts={"count": spec.prompts, "seed": seed},
@@ -55,10 +59,8 @@ def number_data(
     )
     settings = BackendSettings(device="cpu")
 
-    def backend() -> Any:
-        b = load_backend(teacher.ref, settings)
-        b.show_progress = False
-        return b
+    def backend() -> Backend:
+        return load_backend(teacher, settings)
 
     return data_stages(
         run, teacher=teacher, data=data, prompts=get_channel("numbers").prompts(data),
@@ -132,11 +134,10 @@ def student_prob(
 
 def trait_probs(model: Model, targets: list[str]) -> dict[str, float]:
     """Exact P(answer = target) over the shipped favourite-animal questions."""
-    from sublab.backends import load_backend
+    from sublab.experiment.stages import load_backend
     from sublab.organism.probe import animal_probabilities, eval_animal_questions
 
-    backend = load_backend(model.ref, BackendSettings(device="cpu"))
-    backend.show_progress = False
+    backend = load_backend(model, BackendSettings(device="cpu"))
     return animal_probabilities(backend, eval_animal_questions(), targets)  # type: ignore[arg-type]
 
 
@@ -206,6 +207,8 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     """Detectors, defences and the quintile check for one organism seed."""
     from sublab.audit.defences.base import DEFENCES
     from sublab.audit.detectors.base import most_suspicious
+    from sublab.generate import ROWS
+    from sublab.jsonl import read_jsonl
 
     say = lambda m: console.print(f"seed {seed}: {m}", markup=False, highlight=False)  # noqa: E731
     base = organism_base(spec, seed)
@@ -215,11 +218,8 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     # share their random numbers and often write the same row, which no detector can flag)
     control = number_data(run, spec, base, "control", seed, sampling_seed=seed + 20_000)
     reference = number_data(run, spec, base, "reference", seed, sampling_seed=seed + 10_000)
-    from sublab.generate import ROWS
-    from sublab.jsonl import read_jsonl
-
     ref_by_prompt = {r["prompt"]: r for _, r in read_jsonl(reference.generate.file(ROWS))}
-    control_rows = [r for _, r in read_jsonl(control.kept.file("kept.jsonl"))]
+    control_rows = control.kept_rows()
     base_probs = trait_probs(base, spec.targets)
     control_student = student_prob(
         run, spec, base, control_rows, "student-control", seed, spec.targets
@@ -232,7 +232,7 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         teacher = trait_teacher(run, spec, base, target, seed)
         teachers[target] = trait_probs(teacher, [target])[target]
         data = number_data(run, spec, teacher, target, seed, sampling_seed=seed)
-        trait_rows_ = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
+        trait_rows_ = data.kept_rows()
 
         ctx_trait = audit_context(
             trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed, models
@@ -287,7 +287,7 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         say("trait-free teacher (answers drawn from the base's prior)")
         teacher = null_teacher(run, spec, base, seed)
         data = number_data(run, spec, teacher, NULL_TARGET, seed, sampling_seed=seed)
-        rows = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
+        rows = data.kept_rows()
         ctx_null = audit_context(
             rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed, models
         )
