@@ -169,3 +169,33 @@ def test_other_family_bases_are_built_before_their_students(tmp_path):
     assert "family-1" in jobs["seed-1-family-student-hard:owl"].needs
     assert "family-0" in jobs["seed-0-family-base"].needs
     assert "family-0" not in jobs["seed-0-student-hard:owl"].needs
+
+
+def test_a_unit_waits_only_for_the_bases_its_role_starts_from(tmp_path):
+    from sublab.experiment.conditions import Start
+    from sublab.experiment.run import seed_jobs
+    from sublab.store import Run
+
+    assert {r for r in Role if r.start is Start.FAMILY} == {
+        Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT
+    }  # fmt: skip
+    assert {r for r in Role if r.cross} == {
+        Role.CROSS_CONTROL, Role.CROSS_STUDENT, *(r for r in Role if r.start is Start.FAMILY)
+    }  # fmt: skip
+    f = tmp_path / "x.toml"
+    # shapes no test builds: every base is a job of the graph, not built here
+    f.write_text(
+        'kind = "experiment"\nname = "x"\nseeds = [0, 1]\n'
+        "[bases.organism]\nmodel = { d_model = 48, heads = 4 }\n"
+        "[bases.cross_organism]\nmodel = { d_model = 40, heads = 5 }\n"
+        "[controls]\ncross_family = true\n"
+    )
+    jobs = {j.name: j for j in seed_jobs(Run(tmp_path / "run"), load_config(f))}
+    assert {"base-0", "base-1", "family-0", "family-1"} <= set(jobs)
+    needs = {name: set(jobs[f"seed-0-{name}"].needs) for name in (
+        "student-hard:owl", "cross-student-hard:owl", "family-student-hard:owl", "family-base"
+    )}  # fmt: skip
+    assert needs["student-hard:owl"] == {"base-0", "seed-0-teacher:owl"}
+    assert needs["cross-student-hard:owl"] == {"base-0", "base-1", "seed-0-teacher:owl"}
+    assert needs["family-student-hard:owl"] == {"base-0", "family-0", "seed-0-teacher:owl"}
+    assert needs["family-base"] == {"base-0", "family-0"}

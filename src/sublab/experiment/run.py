@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Model
-from sublab.experiment.conditions import Role
+from sublab.experiment.conditions import Start
 from sublab.experiment.schedule import Job
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.units import Collected, Unit, run_seed, seed_units
@@ -45,10 +45,6 @@ def cross_base(spec: ExperimentSpec, seed: int) -> Model:
         return base_model(spec, _cross_seed(spec, seed))
     assert spec.bases.cross_model is not None
     return teacher_model(spec.bases.cross_model, "cross-base")
-
-
-FAMILY_ROLES = (Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
-"""Roles whose models start from the other family's base."""
 
 
 def family_base(spec: ExperimentSpec, seed: int) -> Model:
@@ -89,8 +85,9 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
 
     Organism bases that are not cached yet are built first (jobs ``base-<seed>``, and
     ``family-<seed>`` for the other family's bases of ``controls.cross_family``); a unit
-    (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (a cross-model student
-    also needs the next seed's) and its data unit has run. Data units come before conditions
+    (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (its seed's, and the one
+    its role starts from: the next seed's for a cross-model student, the other family's for a
+    family one) and its data unit has run. Data units come before conditions
     in priority (the trait teachers' first: they are the longest), so the students (the bulk of
     the work) keep every worker busy to the end.
     """
@@ -113,10 +110,10 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
         built = {j.name for j in jobs}
 
     def job(seed: int, unit: Unit) -> Job:
-        role = unit.condition.role if unit.condition is not None else None
-        used = {seed, _cross_seed(spec, seed)} if role is not None and role.cross else {seed}
+        start = unit.condition.role.start if unit.condition is not None else Start.BASE
+        used = {seed, _cross_seed(spec, seed)} if start is Start.CROSS else {seed}
         bases = [f"base-{s}" for s in sorted(used) if f"base-{s}" in built]
-        if role in FAMILY_ROLES and f"family-{seed}" in built:
+        if start is Start.FAMILY and f"family-{seed}" in built:
             bases.append(f"family-{seed}")
         needs = tuple(bases) + tuple(f"seed-{seed}-{n}" for n in unit.needs)
         args = (str(run.path.resolve()), spec, seed, unit.name)

@@ -21,16 +21,13 @@ from sublab.backends.base import Chat, Model
 from sublab.backends.context import context_turns
 from sublab.channels import get_channel
 from sublab.datagen import DataArtifacts, TraitTerms, data_stages
-from sublab.experiment.conditions import Condition, Role
+from sublab.experiment.conditions import Condition, Role, Start
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.stages import eval_stage, finetune_stage, load_backend, strength_stage
 from sublab.numbers.shuffle import shuffle_numbers
 from sublab.progress import console
 from sublab.store import Run, hash_obj
 from sublab.traits import Measure, get_trait
-
-FAMILY_ROLES = frozenset({Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT})
-"""Roles that start from the other family's base (``bases.cross_organism``)."""
 
 CONTROL_DATA = "control"
 """Name of the control teacher's data unit (and the label of its data)."""
@@ -169,10 +166,10 @@ class SeedWork:
         return family_base(self.spec, self.seed)
 
     def start(self, role: Role) -> Model:
-        """The model a role's condition starts from (or is, for the bases)."""
-        if role in FAMILY_ROLES:
+        """The model a role's condition starts from (or is, for the bases): ``role.start``."""
+        if role.start is Start.FAMILY:
             return self.family_base
-        return self.cross_base if role.cross else self.base
+        return self.cross_base if role.start is Start.CROSS else self.base
 
     @cached_property
     def data_spec(self) -> Any:
