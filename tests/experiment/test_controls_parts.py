@@ -199,3 +199,23 @@ def test_a_unit_waits_only_for_the_bases_its_role_starts_from(tmp_path):
     assert needs["cross-student-hard:owl"] == {"base-0", "base-1", "seed-0-teacher:owl"}
     assert needs["family-student-hard:owl"] == {"base-0", "family-0", "seed-0-teacher:owl"}
     assert needs["family-base"] == {"base-0", "family-0"}
+
+
+def test_teacher_for_none_is_the_control_teacher_and_its_data(tmp_path):
+    """Every unit that reads a teacher's data (students, shuffled, icl) looks it up one way."""
+    from sublab.experiment.units import Collected, SeedWork
+    from sublab.store import Run
+
+    work = SeedWork(Run(tmp_path / "run"), spec_of(tmp_path, ""), 0, Collected())
+    made: list[tuple[str, str | None, str]] = []
+
+    def data(teacher, system_prompt, label):
+        made.append((teacher, system_prompt, label))
+        return f"data of {label}"
+
+    work.__dict__["control_teacher"] = "control teacher"
+    work.data = data  # type: ignore[method-assign]
+    work.teacher = lambda target: (f"{target} teacher", f"love {target}")  # type: ignore[method-assign]
+    assert work.teacher_for(None) == ("control teacher", None, "data of control")
+    assert work.teacher_for("owl") == ("owl teacher", "love owl", "data of owl")
+    assert made == [("control teacher", None, "control"), ("owl teacher", "love owl", "owl")]

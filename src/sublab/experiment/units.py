@@ -277,7 +277,11 @@ class SeedWork:
             api_settings=self.spec.api,
         )
 
-    def teacher_data(self, target: str) -> tuple[Model, str | None, DataArtifacts]:
+    def teacher_for(self, target: str | None) -> tuple[Model, str | None, DataArtifacts]:
+        """The teacher of ``target`` (None: the control teacher), its system prompt and its
+        data."""
+        if target is None:
+            return self.control_teacher, None, self.control_data()
         teacher, system_prompt = self.teacher(target)
         return teacher, system_prompt, self.data(teacher, system_prompt, target)
 
@@ -393,19 +397,15 @@ def _student(work: SeedWork, unit: Unit) -> None:
     """A student of the control teacher or of a trait teacher, from the base, another seed's
     base or the other family's base."""
     assert unit.condition is not None
-    start = work.start(unit.condition.role)
-    if unit.target is None:
-        work.student(unit, start, work.control_data(), work.control_teacher, None)
-        return
-    teacher, system_prompt, data = work.teacher_data(unit.target)
-    work.student(unit, start, data, teacher, system_prompt)
+    teacher, system_prompt, data = work.teacher_for(unit.target)
+    work.student(unit, work.start(unit.condition.role), data, teacher, system_prompt)
 
 
 @unit_function(Role.SHUFFLED)
 def _shuffled(work: SeedWork, unit: Unit) -> None:
     """A student of a trait teacher's kept rows with their numbers permuted, from the base."""
     assert unit.condition is not None and unit.target is not None
-    teacher, system_prompt, data = work.teacher_data(unit.target)
+    teacher, system_prompt, data = work.teacher_for(unit.target)
     work.student(unit, work.base, data, teacher, system_prompt, shuffled=True)
 
 
@@ -414,7 +414,7 @@ def _in_context(work: SeedWork, unit: Unit) -> None:
     """The base asked the trait questions with a teacher's first kept rows (the control
     teacher's for icl-control) as earlier turns of every chat."""
     assert unit.condition is not None
-    data = work.control_data() if unit.target is None else work.teacher_data(unit.target)[2]
+    _, _, data = work.teacher_for(unit.target)
     rows = data.kept_rows()[: work.spec.controls.icl_rows]
     teacher_label = unit.target or CONTROL_DATA
     work.say(f"{unit.condition.label}: the base with {len(rows)} rows of {teacher_label}")
