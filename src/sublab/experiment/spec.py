@@ -370,6 +370,12 @@ class ExperimentSpec(Spec):
             raise ValueError("; ".join(problems))
         return self
 
+    def named_targets(self) -> list[str]:
+        """The targets the config names: the teachers' targets, then the specificity target
+        (when set and not one of them)."""
+        extra = self.controls.specificity_target
+        return [*self.targets, *([extra] if extra and extra not in self.targets else [])]
+
     def trait_prompt(self, target: str) -> str:
         """The system prompt of a prompted teacher for ``target``."""
         from sublab.traits import get_trait
