@@ -79,6 +79,15 @@ def test_most_suspicious_ranks_high_first_ties_in_row_order() -> None:
     assert most_suspicious(scores, 0) == []
 
 
+def test_a_bad_drop_names_the_defence_and_the_option() -> None:
+    """A negative share used to resample most rows (order[:-k]); now it is refused."""
+    ctx = AuditContext(in_memory([{"prompt": "p", "completion": "1 2"}]), reference="unused")
+    with pytest.raises(SublabError, match=r"resample: drop must be in \[0, 1\].*--drop"):
+        DEFENCES.get("resample").apply(ctx, detector="teacher_logprob", drop=-0.1)
+    with pytest.raises(SublabError, match=r"threshold: drop must be in \[0, 1\).*--drop"):
+        DEFENCES.get("threshold").apply(ctx, drop=1.0)
+
+
 def test_teacher_logprob_separates_teacher_rows_from_control_rows(organism: dict) -> None:
     det = DETECTORS.get("teacher_logprob")
     on_teacher = det.score(context(organism, "teacher"))

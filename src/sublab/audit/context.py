@@ -110,11 +110,13 @@ class AuditContext:
             check_same_vocab(tok, self.models.tokenizer(self.teacher, "teacher"), self.teacher)
 
     def need_teacher(self, who: str) -> str:
+        """The suspected teacher; a SublabError names ``who`` needs it and the option."""
         if self.teacher is None:
             raise SublabError(f"detector {who!r} needs the suspected teacher: pass --teacher")
         return self.teacher
 
     def need_candidates(self, who: str) -> list[str]:
+        """The candidate traits; a SublabError names ``who`` needs them and the option."""
         if not self.candidates:
             raise SublabError(
                 f"detector {who!r} needs candidate traits: pass --candidates owl,eagle,..."
@@ -166,8 +168,8 @@ class AuditContext:
             ]
         if len(self.reference_samples) != len(self.rows):
             raise SublabError(
-                f"{len(self.reference_samples)} reference samples for {len(self.rows)} rows; "
-                "give one per row, in the rows' order"
+                f"{len(self.reference_samples)} reference samples for {len(self.rows)} rows of "
+                f"{self.rows.path}: give reference_samples one per row, in the rows' order"
             )
         return self.reference_samples
 

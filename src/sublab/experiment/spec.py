@@ -203,7 +203,9 @@ class ControlsSpec(Spec):
 
     base: bool = Field(True, description="Evaluate the untouched base.")
     control_teacher: bool = Field(
-        True, description="Students of a no-trait teacher (the base itself) as matched controls."
+        True,
+        description="Students of a no-trait teacher (the base itself, or for a trait with "
+        "control rows the base fine-tuned on them) as matched controls.",
     )
     cross_model: bool = Field(
         True, description="Students from another base trained on the trait teacher's numbers."

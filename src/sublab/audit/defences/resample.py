@@ -9,6 +9,7 @@ from typing import Any
 from sublab.audit.context import AuditContext
 from sublab.audit.defences.base import DEFENCES, Defence, DefenceResult, with_step
 from sublab.audit.detectors.base import DETECTORS, most_suspicious
+from sublab.errors import SublabError
 
 
 @DEFENCES.register
@@ -19,6 +20,11 @@ class Resample(Defence):
     def apply(
         self, ctx: AuditContext, detector: str | None = None, drop: float = 1.0, **_: Any
     ) -> DefenceResult:
+        if not 0 <= drop <= 1:
+            raise SublabError(
+                f"resample: drop must be in [0, 1] (got {drop}): the share of rows resampled, "
+                "the highest scores first; pass --drop 0.2 for a fifth, 1 for every row"
+            )
         n = len(ctx.rows)
         if detector is None or drop >= 1:
             chosen = set(range(n))
