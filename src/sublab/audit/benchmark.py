@@ -210,7 +210,9 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     from sublab.generate import ROWS
     from sublab.jsonl import read_jsonl
 
-    say = lambda m: console.print(f"seed {seed}: {m}", markup=False, highlight=False)  # noqa: E731
+    def say(message: str) -> None:
+        console.print(f"seed {seed}: {message}", markup=False, highlight=False)
+
     base = organism_base(spec, seed)
     candidates = spec.candidates or list(spec.organism.corpus.prior)
     say("control data (the base)")

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from sublab.backends.base import Chat, Model
 from sublab.backends.context import context_turns
+from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.channels import get_channel
 from sublab.datagen import DataArtifacts, TraitTerms, data_stages
 from sublab.experiment.conditions import Condition, Role, Start
@@ -28,6 +31,8 @@ from sublab.numbers.shuffle import shuffle_numbers
 from sublab.progress import console
 from sublab.store import Run, hash_obj
 from sublab.traits import Measure, get_trait
+
+S = TypeVar("S", bound=BaseModel)
 
 CONTROL_DATA = "control"
 """Name of the control teacher's data unit (and the label of its data)."""
@@ -71,20 +76,22 @@ class Unit:
 
 
 def data_unit_name(target: str | None) -> str:
+    """The name of the data unit of ``target``'s teacher (None: the control teacher)."""
     return CONTROL_DATA if target is None else f"teacher:{target}"
 
 
-def _reseed(spec: Any, offset: int) -> Any:
+def _reseed(spec: S, offset: int) -> S:
     """A copy of a spec whose ``seed`` is moved by the experiment seed."""
-    return spec.model_copy(update={"seed": spec.seed + offset})
+    return spec.model_copy(update={"seed": spec.seed + offset})  # type: ignore[attr-defined]
 
 
-def _reseed_api(spec: Any, offset: int) -> Any:
+def _reseed_api(spec: ApiFinetuneSpec, offset: int) -> ApiFinetuneSpec:
     """An API fine-tuning spec whose job seed (0 when unset) is moved by the experiment seed."""
     return spec.model_copy(update={"seed": (spec.seed or 0) + offset})
 
 
 def _enabled(role: Role, spec: ExperimentSpec) -> bool:
+    """Whether every ``[controls]`` switch of ``role`` is on."""
     return all(getattr(spec.controls, s) for s in role.switches)
 
 
@@ -205,6 +212,7 @@ class SeedWork:
         )
 
     def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
+        """Add ``condition``'s measures to the results (``teacher``: its target, if any)."""
         for m in measures:
             self.out.results.append(
                 {
@@ -247,6 +255,7 @@ class SeedWork:
         )
 
     def control_data(self) -> DataArtifacts:
+        """The control teacher's data (cached)."""
         return self.data(self.control_teacher, None, CONTROL_DATA)
 
     def teacher(self, target: str) -> tuple[Model, str | None]:
