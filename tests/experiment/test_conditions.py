@@ -56,7 +56,14 @@ def test_every_role_has_a_unit_function_and_its_switches_exist():
 
 
 def test_units_follow_the_controls_switches():
-    spec = load_config(DEMO)
+    demo = load_config(DEMO)
+    hard = demo.students[0].model_copy(update={"cross_model": True})
+    spec = demo.model_copy(
+        update={
+            "students": [hard, *demo.students[1:]],
+            "controls": demo.controls.model_copy(update={"cross_model": True}),
+        }
+    )
     names = [u.name for u in seed_units(spec)]
     assert names == [
         "control",
