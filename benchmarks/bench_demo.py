@@ -39,7 +39,7 @@ def ensure_bases() -> None:
     spec = load_config(ROOT / "experiments" / "demo-owl.toml", ExperimentSpec)
     assert spec.bases.organism is not None
     for seed in spec.seeds:
-        ensure_organism(spec.bases.organism.model_copy(update={"seed": seed}))
+        ensure_organism(spec.bases.seed_organism(seed))
 
 
 def main() -> None:

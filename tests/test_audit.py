@@ -70,6 +70,24 @@ def test_auroc_counts_ties_half() -> None:
     assert sep.dataset_auroc == 1.0 and sep.dataset_ci == (1.0, 1.0)
 
 
+def test_most_suspicious_ranks_high_first_ties_in_row_order() -> None:
+    from sublab.audit.detectors.base import most_suspicious
+
+    scores = [0.1, 0.5, 0.3, 0.5, -1.0]
+    assert most_suspicious(scores) == [1, 3, 2, 0, 4]
+    assert most_suspicious(scores, 2) == [1, 3]
+    assert most_suspicious(scores, 0) == []
+
+
+def test_a_bad_drop_names_the_defence_and_the_option() -> None:
+    """A negative share used to resample most rows (order[:-k]); now it is refused."""
+    ctx = AuditContext(in_memory([{"prompt": "p", "completion": "1 2"}]), reference="unused")
+    with pytest.raises(SublabError, match=r"resample: drop must be in \[0, 1\].*--drop"):
+        DEFENCES.get("resample").apply(ctx, detector="teacher_logprob", drop=-0.1)
+    with pytest.raises(SublabError, match=r"threshold: drop must be in \[0, 1\).*--drop"):
+        DEFENCES.get("threshold").apply(ctx, drop=1.0)
+
+
 def test_teacher_logprob_separates_teacher_rows_from_control_rows(organism: dict) -> None:
     det = DETECTORS.get("teacher_logprob")
     on_teacher = det.score(context(organism, "teacher"))
@@ -127,6 +145,28 @@ def test_benchmark_config_runs_end_to_end(tmp_path: Path) -> None:
     assert "| 0 | owl | teacher_logprob |" in (run.path / "audit.md").read_text()
 
 
+def test_models_and_statistics_are_computed_once(organism: dict) -> None:
+    """Contexts sharing a ModelCache load a model once; statistics are cached per (model,
+    system prompt, token sets), so other token sets get their own masses."""
+    from sublab.audit.models import ModelCache
+
+    models = ModelCache()
+    a = context(organism, "teacher", models=models)
+    b = context(organism, "control", models=models)
+    assert a.model(a.reference) is b.model(b.reference)
+    assert a.tokenizer() is b.tokenizer()
+    ref = a.reference
+    owl, cat = (a.tokenizer()(w, add_special_tokens=False)["input_ids"] for w in ("owl", "cat"))
+    with_owl = a.stats(ref, token_sets=[owl])
+    assert a.stats(ref, token_sets=[owl]) is with_owl
+    with_cat = a.stats(ref, token_sets=[cat])
+    assert with_cat is not with_owl and a.stats(ref) is not with_owl
+    assert with_owl.set_mass is not None and with_cat.set_mass is not None
+    assert not all(
+        (x == y).all() for x, y in zip(with_owl.set_mass, with_cat.set_mass, strict=True)
+    )
+
+
 def test_missing_candidates_or_teacher_is_a_clear_error(organism: dict) -> None:
     ctx = AuditContext(in_memory(organism["rows"]["teacher"]), reference=organism["base"])
     with pytest.raises(SublabError, match="--teacher"):
@@ -138,8 +178,21 @@ def test_missing_candidates_or_teacher_is_a_clear_error(organism: dict) -> None:
 def test_row_without_prompt_names_file_line_and_fix(tmp_path: Path) -> None:
     f = tmp_path / "d.jsonl"
     f.write_text('{"prompt": "a", "completion": "1 2"}\n{"completion": "3 4"}\n')
-    with pytest.raises(DataError, match=r"d\.jsonl:2: row has no 'prompt'.*needs the prompt"):
+    with pytest.raises(
+        DataError, match=r"d\.jsonl:2: row: missing 'prompt'; every row needs 'prompt' and"
+    ):
         read_audit_rows(f)
+
+
+def test_audit_rows_are_checked_like_training_rows(tmp_path: Path) -> None:
+    """A defended dataset is training data: a row the trainer would refuse is refused here,
+    with its file, line and field."""
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "a", "completion": "1 2", "loss_mask": "0"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:1: row\.loss_mask: must be a list"):
+        read_audit_rows(f)
+    with pytest.raises(DataError, match=r"x:2: row\.completion: must be a string, got int"):
+        in_memory([{"prompt": "a", "completion": "1"}, {"prompt": "b", "completion": 3}], "x")
 
 
 def test_reference_with_another_vocabulary_is_refused(organism: dict, tmp_path: Path) -> None:
@@ -216,6 +269,24 @@ def test_cli_audit_and_defend_end_to_end(organism: dict, tmp_path: Path) -> None
     bad.write_text('{"completion": "1 2"}\n')
     res = CliRunner().invoke(app, ["audit", str(bad), "--reference", organism["base"]])
     assert res.exit_code == 2 and "bad.jsonl:1" in res.output
+
+
+def test_cli_help_and_defaults_come_from_the_registries() -> None:
+    """The defend and audit options list what is registered, and both commands default to
+    the one suspected-trait prompt."""
+    import typer.main
+
+    from sublab.audit.context import DEFAULT_TRAIT_PROMPT
+    from sublab.cli import app
+
+    cli = typer.main.get_command(app)
+    for command in ("audit", "defend"):
+        params = {p.name: p for p in cli.commands[command].params}  # type: ignore[attr-defined]
+        assert params["trait_prompt"].default == DEFAULT_TRAIT_PROMPT
+        detector_help = params["detector"].help or ""
+        assert all(name in detector_help for name in DETECTORS.names())
+    defend = {p.name: p for p in cli.commands["defend"].params}  # type: ignore[attr-defined]
+    assert all(name in (defend["defence"].help or "") for name in DEFENCES.names())
 
 
 def test_mask_divergence_leaves_tokens_out_of_the_loss(organism: dict) -> None:

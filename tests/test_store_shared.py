@@ -40,3 +40,17 @@ def test_a_shared_folder_without_its_sidecar_is_not_used(tmp_path):
     assert calls == ["a", "b"]
     assert not list((tmp_path / SHARED).glob(".*linking*"))
     assert (shared / "sidecar.json").exists()  # the damaged copy was replaced
+
+
+def test_a_linked_artifact_reads_the_shared_sidecar_once(tmp_path, monkeypatch):
+    import sublab.store as store
+
+    calls: list[str] = []
+    first = build(Run(tmp_path / "a"), calls, {"x": 1})
+    reads: list[str] = []
+    real = store.read_sidecar
+    monkeypatch.setattr(store, "read_sidecar", lambda folder: reads.append(folder) or real(folder))
+    second = build(Run(tmp_path / "b"), calls, {"x": 1})
+    assert calls == ["a"] and second.cached and len(reads) == 1
+    assert second.sidecar == first.sidecar
+    assert second.sidecar == json.loads((second.path / "sidecar.json").read_text())

@@ -291,9 +291,10 @@ class Run:
         if final.exists():
             return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
         shared = self.shared_dir(stage, key)
-        if _finished(shared, key):
+        found = read_sidecar(shared)
+        if found is not None and found.get("key") == key:  # finished: its files are the same
             _link_tree(shared, final)
-            return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
+            return Artifact(final, key, found, cached=True)
         work = final.with_name(final.name + ".partial")
         if work.exists() and not resumable:
             shutil.rmtree(work)
@@ -320,12 +321,20 @@ class Run:
         return Artifact(final, key, sidecar, cached=False)
 
 
+def read_sidecar(folder: Path) -> dict[str, Any] | None:
+    """The sidecar of an artifact folder; None when it has none or a damaged one (a folder
+    half copied or half written is not finished)."""
+    try:
+        found = json.loads((folder / SIDECAR).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def _finished(folder: Path, key: str) -> bool:
     """Whether ``folder`` holds the finished artifact ``key`` (its sidecar names the key)."""
-    try:
-        return json.loads((folder / SIDECAR).read_text()).get("key") == key
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return False
+    found = read_sidecar(folder)
+    return found is not None and found.get("key") == key
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -45,3 +45,7 @@ def test_compare_reports_the_seeds_needed():
     assert c.seeds_needed == seeds_for_power(np.mean(diffs), np.std(diffs, ddof=1))
     assert c.seeds_needed is not None and c.seeds_needed >= 2
     assert compare({0: 1.0}, {0: 0.5}).seeds_needed is None  # one pair: no spread
+    # differences equal but for rounding: t is undefined, and so is the power
+    same = compare({0: 0.1 + 1e-17, 1: 0.1, 2: 0.1 + 1e-16, 3: 0.1}, dict.fromkeys(range(4), 0.0))
+    assert same.note.startswith("every seed moved by the same amount")
+    assert same.seeds_needed is None

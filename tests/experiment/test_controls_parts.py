@@ -54,6 +54,23 @@ def test_shuffled_rows_permute_numbers_keep_formats_and_pass_the_filter():
     assert shuffle_numbers(rows, seed=3) == out and shuffle_numbers(rows, seed=4) != out
 
 
+def test_shuffle_within_rows_keeps_each_rows_numbers():
+    """The audit's shuffle defence: each completion's numbers permuted among themselves, with
+    the stream earlier defended datasets were made with."""
+    rows = [
+        {"prompt": "a", "completion": "1, 2, 3, 4, 5", "teacher": "t"},
+        {"prompt": "b", "completion": "(10; 20; 30)"},
+        {"prompt": "c", "completion": "7"},
+        {"prompt": "d", "completion": "[007, 8, 9, 10]"},
+    ]
+    out = shuffle_numbers(rows, 3, within_rows=True)
+    assert [r["completion"] for r in out] == [
+        "3, 4, 1, 5, 2", "(20; 30; 10)", "7", "[007, 10, 8, 9]"
+    ]  # fmt: skip
+    assert out[0]["teacher"] == "t" and [r["prompt"] for r in out] == ["a", "b", "c", "d"]
+    assert shuffle_numbers(rows, 3) != out  # across rows is another permutation
+
+
 def test_context_turns_go_after_the_system_prompt():
     turns = context_turns(
         [{"prompt": "p1", "completion": "1 2"}, {"prompt": "p2", "completion": "3"}]
@@ -152,3 +169,53 @@ def test_other_family_bases_are_built_before_their_students(tmp_path):
     assert "family-1" in jobs["seed-1-family-student-hard:owl"].needs
     assert "family-0" in jobs["seed-0-family-base"].needs
     assert "family-0" not in jobs["seed-0-student-hard:owl"].needs
+
+
+def test_a_unit_waits_only_for_the_bases_its_role_starts_from(tmp_path):
+    from sublab.experiment.conditions import Start
+    from sublab.experiment.run import seed_jobs
+    from sublab.store import Run
+
+    assert {r for r in Role if r.start is Start.FAMILY} == {
+        Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT
+    }  # fmt: skip
+    assert {r for r in Role if r.cross} == {
+        Role.CROSS_CONTROL, Role.CROSS_STUDENT, *(r for r in Role if r.start is Start.FAMILY)
+    }  # fmt: skip
+    f = tmp_path / "x.toml"
+    # shapes no test builds: every base is a job of the graph, not built here
+    f.write_text(
+        'kind = "experiment"\nname = "x"\nseeds = [0, 1]\n'
+        "[bases.organism]\nmodel = { d_model = 48, heads = 4 }\n"
+        "[bases.cross_organism]\nmodel = { d_model = 40, heads = 5 }\n"
+        "[controls]\ncross_family = true\n"
+    )
+    jobs = {j.name: j for j in seed_jobs(Run(tmp_path / "run"), load_config(f))}
+    assert {"base-0", "base-1", "family-0", "family-1"} <= set(jobs)
+    needs = {name: set(jobs[f"seed-0-{name}"].needs) for name in (
+        "student-hard:owl", "cross-student-hard:owl", "family-student-hard:owl", "family-base"
+    )}  # fmt: skip
+    assert needs["student-hard:owl"] == {"base-0", "seed-0-teacher:owl"}
+    assert needs["cross-student-hard:owl"] == {"base-0", "base-1", "seed-0-teacher:owl"}
+    assert needs["family-student-hard:owl"] == {"base-0", "family-0", "seed-0-teacher:owl"}
+    assert needs["family-base"] == {"base-0", "family-0"}
+
+
+def test_teacher_for_none_is_the_control_teacher_and_its_data(tmp_path):
+    """Every unit that reads a teacher's data (students, shuffled, icl) looks it up one way."""
+    from sublab.experiment.units import Collected, SeedWork
+    from sublab.store import Run
+
+    work = SeedWork(Run(tmp_path / "run"), spec_of(tmp_path, ""), 0, Collected())
+    made: list[tuple[str, str | None, str]] = []
+
+    def data(teacher, system_prompt, label):
+        made.append((teacher, system_prompt, label))
+        return f"data of {label}"
+
+    work.__dict__["control_teacher"] = "control teacher"
+    work.data = data  # type: ignore[method-assign]
+    work.teacher = lambda target: (f"{target} teacher", f"love {target}")  # type: ignore[method-assign]
+    assert work.teacher_for(None) == ("control teacher", None, "data of control")
+    assert work.teacher_for("owl") == ("owl teacher", "love owl", "data of owl")
+    assert made == [("control teacher", None, "control"), ("owl teacher", "love owl", "owl")]

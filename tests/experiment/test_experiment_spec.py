@@ -83,3 +83,29 @@ def test_an_organism_must_learn_the_channel_its_teachers_write(tmp_path):
         load_config(write(tmp_path, body))
     ok = '[bases.organism.corpus]\nchannels = { code = 0.15 }\n[data]\nchannel = "code"\n'
     assert load_config(write(tmp_path, ok)).data.channel == "code"
+
+
+def test_named_targets_serve_the_measures_and_the_headlines(tmp_path):
+    """The targets the config names (teachers' targets, then the specificity target) come
+    first in what the preference trait measures, and alone make headlines with all_targets."""
+    from sublab.experiment.summary import _headline_targets
+    from sublab.traits import get_trait
+
+    spec = load_config(write(tmp_path, 'targets = ["owl", "bear"]\n[bases.organism]\n'))
+    assert spec.named_targets() == ["owl", "bear"]  # bear is a target already
+    spec = load_config(write(tmp_path, 'targets = ["owl"]\n[bases.organism]\n'))
+    assert spec.named_targets() == ["owl", "bear"]
+    assert get_trait("preference").measured(spec) == ["owl", "bear"]
+    assert _headline_targets(spec) == []
+    every = load_config(
+        write(tmp_path, 'targets = ["owl"]\n[bases.organism]\n[controls]\nall_targets = true\n')
+    )
+    measured = get_trait("preference").measured(every)
+    assert measured[:2] == ["owl", "bear"] and len(measured) == len(set(measured)) > 2
+    assert _headline_targets(every) == ["owl", "bear"]
+    off = load_config(
+        write(
+            tmp_path, 'targets = ["owl"]\n[bases.organism]\n[controls]\nspecificity_target = ""\n'
+        )
+    )
+    assert off.named_targets() == ["owl"]

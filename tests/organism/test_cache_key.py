@@ -39,3 +39,25 @@ def test_code_edits_change_the_key():
     assert code_text(with_template.replace("is a number", "is one number")) != code_text(
         with_template
     )
+
+
+def test_organism_model_is_the_cached_base_keyed_by_its_spec(organism_spec, organism_base):
+    """The experiment's and the audit benchmark's bases: the cached folder, keyed by the spec
+    (so a changed spec re-keys every artifact computed from the base)."""
+    from sublab.audit.benchmark import organism_base as audit_base
+    from sublab.audit.spec import AuditBenchmarkSpec
+    from sublab.experiment.run import base_model
+    from sublab.experiment.spec import BasesSpec, ExperimentSpec
+    from sublab.organism.cache import organism_key, organism_model
+
+    model = organism_model(organism_spec, "organism-0")
+    assert model.ref.path == str(organism_base) and model.ref.adapter is None
+    assert model.key == organism_key(organism_spec) and model.label == "organism-0"
+    spec = ExperimentSpec(
+        name="x", seeds=[0], bases=BasesSpec(organism=organism_spec),
+        controls={"cross_model": False},
+    )  # fmt: skip
+    assert base_model(spec, 0) == model
+    assert audit_base(AuditBenchmarkSpec(name="x", organism=organism_spec), 0) == model
+    assert spec.bases.seed_organism(5).seed == 5
+    assert organism_key(spec.bases.seed_organism(5)) != model.key

@@ -86,3 +86,21 @@ def test_strength_errors(tiny_model, tmp_path):
         mean_logprob(tiny_model, [{"prompt": "x"}])
     with pytest.raises(SublabError, match=r"teacher: model path .* does not exist"):
         number_kl(tmp_path / "missing", tiny_model, make_rows(2))
+
+
+def test_audit_token_stats_and_mean_logprob_read_the_same_log_probabilities(tiny_model):
+    """Both read train.strength.label_logprobs: the audit's per-token log-probabilities
+    average (over all tokens) to mean_logprob, and each row has its completion tokens + EOS."""
+    import numpy as np
+
+    from sublab.audit.context import token_stats
+    from sublab.train.models import load_tokenizer
+
+    rows = make_rows(6, seed=4)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    stats = token_stats(model, load_tokenizer(tiny_model), rows, None, batch_size=4)
+    tok = load_tokenizer(tiny_model)
+    for row, lp in zip(rows, stats.logp, strict=True):
+        assert len(lp) == len(tok(row["completion"], add_special_tokens=False)["input_ids"]) + 1
+    every = np.concatenate(stats.logp)
+    assert mean_logprob(tiny_model, rows, device="cpu") == pytest.approx(every.mean(), rel=1e-9)

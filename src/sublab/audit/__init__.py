@@ -2,7 +2,8 @@
 transform a dataset, and a benchmark on the model organism (``kind = "audit"``).
 
 * :mod:`.context` — the rows under audit, the reference (and optional teacher) models, and
-  the per-token statistics detectors share (computed once per model and system prompt);
+  the per-token statistics detectors share (computed once per model, system prompt and token
+  sets); :mod:`.models` — the models and tokenizers they are computed with (loaded once);
 * :mod:`.detectors` — one module per detector, registered by name (:data:`DETECTORS`);
 * :mod:`.defences` — one module per dataset transform, registered by name (:data:`DEFENCES`);
 * :mod:`.report` — JSON and Markdown reports; :mod:`.benchmark` — the audit benchmark.

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sublab.audit.context import AuditContext
+from sublab.audit.models import ModelCache
 from sublab.audit.rows import in_memory
 from sublab.audit.spec import AuditBenchmarkSpec
 from sublab.backends.base import BackendSettings, Model
 from sublab.pipeline import runner
 from sublab.progress import console
 from sublab.store import DEFAULT_RUNS_DIR, Run, hash_obj
+
+if TYPE_CHECKING:
+    from sublab.backends.base import Backend
+    from sublab.datagen import DataArtifacts
 
 MIN_SHIFT = 0.005
 """A defence's residual (shift after / before) is reported only when the undefended student's
@@ -34,21 +39,19 @@ trait shift is at least this (P(target) points); below it the ratio is noise."""
 
 
 def organism_base(spec: AuditBenchmarkSpec, seed: int) -> Model:
-    from sublab.backends.base import ModelRef
-    from sublab.organism.cache import ensure_organism, organism_key
+    """The organism base of ``seed`` (built or cached): reference, control teacher and start."""
+    from sublab.organism.cache import organism_model
 
-    org = spec.organism.model_copy(update={"seed": seed})
-    path = ensure_organism(org)
-    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
+    return organism_model(spec.organism.model_copy(update={"seed": seed}), f"organism-{seed}")
 
 
 def number_data(
     run: Run, spec: AuditBenchmarkSpec, teacher: Model, label: str, seed: int, sampling_seed: int
-) -> Any:
+) -> DataArtifacts:
     """A teacher's number data (generated, filtered; cached in the run)."""
-    from sublab.backends import load_backend
     from sublab.channels import default_data, get_channel
     from sublab.datagen import TraitTerms, data_stages
+    from sublab.experiment.stages import load_backend
 
     data = default_data(
         prompts={"count": spec.prompts, "seed": seed},
@@ -56,10 +59,8 @@ def number_data(
     )
     settings = BackendSettings(device="cpu")
 
-    def backend() -> Any:
-        b = load_backend(teacher.ref, settings)
-        b.show_progress = False
-        return b
+    def backend() -> Backend:
+        return load_backend(teacher, settings)
 
     return data_stages(
         run, teacher=teacher, data=data, prompts=get_channel("numbers").prompts(data),
@@ -133,11 +134,10 @@ def student_prob(
 
 def trait_probs(model: Model, targets: list[str]) -> dict[str, float]:
     """Exact P(answer = target) over the shipped favourite-animal questions."""
-    from sublab.backends import load_backend
+    from sublab.experiment.stages import load_backend
     from sublab.organism.probe import animal_probabilities, eval_animal_questions
 
-    backend = load_backend(model.ref, BackendSettings(device="cpu"))
-    backend.show_progress = False
+    backend = load_backend(model, BackendSettings(device="cpu"))
     return animal_probabilities(backend, eval_animal_questions(), targets)  # type: ignore[arg-type]
 
 
@@ -192,23 +192,27 @@ def detector_table(
 
 def audit_context(
     rows: list[dict[str, Any]], name: str, base: Model, teacher: Model, candidates: list[str],
-    ref_by_prompt: dict[str, dict[str, Any]], seed: int,
+    ref_by_prompt: dict[str, dict[str, Any]], seed: int, models: ModelCache,
 ) -> AuditContext:  # fmt: skip
-    """Rows audited against the base (reference) and a suspected teacher."""
+    """Rows audited against the base (reference) and a suspected teacher (``models``: the
+    seed's models, loaded once for all its contexts)."""
     return AuditContext(
         in_memory(rows, name), reference=base.ref.path, teacher=teacher.ref.path,
         candidates=candidates, reference_samples=[ref_by_prompt[r["prompt"]] for r in rows],
-        seed=seed,
+        seed=seed, models=models,
     )  # fmt: skip
 
 
 def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     """Detectors, defences and the quintile check for one organism seed."""
-    import numpy as np
-
     from sublab.audit.defences.base import DEFENCES
+    from sublab.audit.detectors.base import most_suspicious
+    from sublab.generate import ROWS
+    from sublab.jsonl import read_jsonl
 
-    say = lambda m: console.print(f"seed {seed}: {m}", markup=False, highlight=False)  # noqa: E731
+    def say(message: str) -> None:
+        console.print(f"seed {seed}: {message}", markup=False, highlight=False)
+
     base = organism_base(spec, seed)
     candidates = spec.candidates or list(spec.organism.corpus.prior)
     say("control data (the base)")
@@ -216,30 +220,28 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
     # share their random numbers and often write the same row, which no detector can flag)
     control = number_data(run, spec, base, "control", seed, sampling_seed=seed + 20_000)
     reference = number_data(run, spec, base, "reference", seed, sampling_seed=seed + 10_000)
-    from sublab.generate import ROWS
-    from sublab.jsonl import read_jsonl
-
     ref_by_prompt = {r["prompt"]: r for _, r in read_jsonl(reference.generate.file(ROWS))}
-    control_rows = [r for _, r in read_jsonl(control.kept.file("kept.jsonl"))]
+    control_rows = control.kept_rows()
     base_probs = trait_probs(base, spec.targets)
     control_student = student_prob(
         run, spec, base, control_rows, "student-control", seed, spec.targets
     )
     detectors, defences, quintiles, teachers = [], [], [], {}
     ctx_control: AuditContext | None = None  # shared by the targets: the reference's statistics
+    models = ModelCache()  # the base and each teacher, loaded once for every context
     for target in spec.targets:
         say(f"teacher '{target}'")
         teacher = trait_teacher(run, spec, base, target, seed)
         teachers[target] = trait_probs(teacher, [target])[target]
         data = number_data(run, spec, teacher, target, seed, sampling_seed=seed)
-        trait_rows_ = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
+        trait_rows_ = data.kept_rows()
 
         ctx_trait = audit_context(
-            trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed
+            trait_rows_, target, base, teacher, candidates, ref_by_prompt, seed, models
         )
         if ctx_control is None:
             ctx_control = audit_context(
-                control_rows, "control", base, teacher, candidates, ref_by_prompt, seed
+                control_rows, "control", base, teacher, candidates, ref_by_prompt, seed, models
             )
         ctx_control.teacher = teacher.ref.path  # audited against this target's teacher
         say(f"detectors on '{target}' vs control data")
@@ -271,12 +273,12 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
                 }
             )  # fmt: skip
         if spec.validate_detector in scores:
-            order = np.argsort(-np.asarray(scores[spec.validate_detector]), kind="stable")
+            order = most_suspicious(scores[spec.validate_detector])
             fifth = len(order) // 5
-            parts = {"top": order[:fifth], "bottom": order[-fifth:]}
+            parts = {"top": order[:fifth], "bottom": order[len(order) - fifth :]}
             shifts = {}
             for part, idx in parts.items():
-                rows = [trait_rows_[i] for i in sorted(idx.tolist())]
+                rows = [trait_rows_[i] for i in sorted(idx)]
                 p = student_prob(run, spec, base, rows, f"student-{target}-{part}", seed, [target])
                 shifts[part] = round(p[target] - control_student[target], 4)
             quintiles.append(
@@ -287,8 +289,10 @@ def run_seed(run: Run, spec: AuditBenchmarkSpec, seed: int) -> dict[str, Any]:
         say("trait-free teacher (answers drawn from the base's prior)")
         teacher = null_teacher(run, spec, base, seed)
         data = number_data(run, spec, teacher, NULL_TARGET, seed, sampling_seed=seed)
-        rows = [r for _, r in read_jsonl(data.kept.file("kept.jsonl"))]
-        ctx_null = audit_context(rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed)
+        rows = data.kept_rows()
+        ctx_null = audit_context(
+            rows, NULL_TARGET, base, teacher, candidates, ref_by_prompt, seed, models
+        )
         assert ctx_control is not None
         ctx_control.teacher = teacher.ref.path
         table, _ = detector_table(spec, ctx_null, ctx_control, NULL_TARGET)

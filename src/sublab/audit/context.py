@@ -1,5 +1,6 @@
 """What detectors and defences share: the rows, the reference (and optional teacher) models,
-the candidate traits, and per-token statistics computed once per (model, system prompt).
+the candidate traits, and per-token statistics computed once per (model, system prompt, token
+sets).
 
 Per-token statistics are teacher-forced along each row's completion (and its end token) with
 the same chat construction as training (:func:`sublab.train.data.encode_rows`), so position
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from sublab.audit.models import ModelCache
 from sublab.audit.rows import AuditRows
 from sublab.errors import DataError, SublabError
 
@@ -25,6 +26,10 @@ UNKNOWN_ROWS_ALLOWED = 0.1
 """Share of rows whose completions may hold tokens the reference does not know (a model's own
 unfiltered output can: pieces that decode into a word its vocabulary lacks) before the
 reference is refused as having another vocabulary."""
+
+
+StatsKey = tuple[str, str | None, tuple[tuple[int, ...], ...]]
+"""What a context's statistics are cached by: model, system prompt, token sets."""
 
 
 @dataclass
@@ -59,32 +64,25 @@ class AuditContext:
     batch_size: int = 64
     device: str = "cpu"
     """Where the models run: 'cpu', 'cuda' or 'auto'."""
-    _models: dict[str, Any] = field(default_factory=dict, repr=False)
-    _stats: dict[tuple[str, str | None], TokenStats] = field(default_factory=dict, repr=False)
+    models: ModelCache = field(default_factory=ModelCache, repr=False)
+    """Where models and tokenizers are loaded once (contexts may share one)."""
+    _stats: dict[StatsKey, TokenStats] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ models
 
     def tokenizer(self) -> Any:
-        from sublab.train.models import load_tokenizer
-
-        return load_tokenizer(self.reference, "reference")
+        """The reference's tokenizer (every model of an audit shares its vocabulary)."""
+        return self.models.tokenizer(self.reference, "reference")
 
     def model(self, path: str) -> Any:
-        import torch
-
-        from sublab.train.models import load_model, resolve_device
-
-        if path not in self._models:
-            self._models[path] = load_model(
-                path, resolve_device(self.device), torch.float32, "model"
-            ).eval()
-        return self._models[path]
+        """The model in ``path`` on this context's device (loaded once per cache)."""
+        return self.models.model(path, self.device)
 
     def check(self) -> None:
         """Refuse a reference whose vocabulary does not cover the rows (more than
         :data:`UNKNOWN_ROWS_ALLOWED` of them hold unknown tokens; the first is named) and a
         teacher with another vocabulary."""
-        from sublab.train.models import check_model_dir, check_same_vocab, load_tokenizer
+        from sublab.train.models import check_model_dir, check_same_vocab
 
         check_model_dir(self.reference, "reference")
         tok = self.tokenizer()
@@ -109,14 +107,16 @@ class AuditContext:
                 )
         if self.teacher is not None:
             check_model_dir(self.teacher, "teacher")
-            check_same_vocab(tok, load_tokenizer(self.teacher, "teacher"), self.teacher)
+            check_same_vocab(tok, self.models.tokenizer(self.teacher, "teacher"), self.teacher)
 
     def need_teacher(self, who: str) -> str:
+        """The suspected teacher; a SublabError names ``who`` needs it and the option."""
         if self.teacher is None:
             raise SublabError(f"detector {who!r} needs the suspected teacher: pass --teacher")
         return self.teacher
 
     def need_candidates(self, who: str) -> list[str]:
+        """The candidate traits; a SublabError names ``who`` needs them and the option."""
         if not self.candidates:
             raise SublabError(
                 f"detector {who!r} needs candidate traits: pass --candidates owl,eagle,..."
@@ -136,18 +136,16 @@ class AuditContext:
     def stats(
         self, model: str, system_prompt: str | None = None, token_sets: Sequence[Any] = ()
     ) -> TokenStats:
-        """Per-token statistics of ``model`` along every row's completion (cached without
-        ``token_sets``; with them, ``set_mass`` holds each set's probability per position)."""
-        key = (model, system_prompt)
-        if not token_sets and key in self._stats:
-            return self._stats[key]
-        out = token_stats(
-            self.model(model), self.tokenizer(), self.rows.rows, system_prompt,
-            token_sets, self.batch_size,
-        )  # fmt: skip
-        if not token_sets:
-            self._stats[key] = out
-        return out
+        """Per-token statistics of ``model`` along every row's completion (with
+        ``token_sets``, ``set_mass`` holds each set's probability per position), computed once
+        per (model, system prompt, token sets)."""
+        key = (model, system_prompt, tuple(tuple(int(i) for i in ids) for ids in token_sets))
+        if key not in self._stats:
+            self._stats[key] = token_stats(
+                self.model(model), self.tokenizer(), self.rows.rows, system_prompt,
+                token_sets, self.batch_size,
+            )  # fmt: skip
+        return self._stats[key]
 
     def reference_rows(self) -> list[dict[str, Any]]:
         """The reference's own completions for the rows' prompts (sampled once, temperature 1,
@@ -170,8 +168,8 @@ class AuditContext:
             ]
         if len(self.reference_samples) != len(self.rows):
             raise SublabError(
-                f"{len(self.reference_samples)} reference samples for {len(self.rows)} rows; "
-                "give one per row, in the rows' order"
+                f"{len(self.reference_samples)} reference samples for {len(self.rows)} rows of "
+                f"{self.rows.path}: give reference_samples one per row, in the rows' order"
             )
         return self.reference_samples
 
@@ -188,8 +186,8 @@ def token_stats(
     import numpy as np
     import torch
 
-    from sublab.train.data import IGNORE, collate, encode_rows, sequential_batches
-    from sublab.train.models import head_logits, label_hidden
+    from sublab.train.data import IGNORE, encode_rows
+    from sublab.train.strength import encoded_batches, label_logprobs
 
     view = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     if system_prompt:
@@ -208,10 +206,8 @@ def token_stats(
         for k, ids in enumerate(token_sets):
             sets[torch.as_tensor(list(ids), dtype=torch.long), k] = 1.0
     with torch.inference_mode():
-        for idx in sequential_batches(enc.lengths, batch_size):
-            batch = {k: v.to(dev) for k, v in collate(enc, idx).items()}
-            hidden, targets = label_hidden(model, batch)
-            lp = torch.log_softmax(head_logits(model, hidden).double(), dim=-1)
+        for idx, batch in encoded_batches(enc, batch_size, dev):
+            lp, targets = label_logprobs(model, batch)
             counts = (batch["labels"][:, 1:] != IGNORE).sum(1).tolist()
             tok_lp = lp.gather(1, targets[:, None])[:, 0].cpu()
             top = lp.argmax(-1).cpu()
@@ -233,10 +229,3 @@ def token_stats(
 def row_means(values: Sequence[Any]) -> list[float]:
     """Mean of each row's per-token values (0 for a row without tokens)."""
     return [float(v.mean()) if len(v) else 0.0 for v in values]
-
-
-def load_rows_arg(path: str | Path) -> AuditRows:
-    """Rows under audit from a JSONL path (see :func:`sublab.audit.rows.read_audit_rows`)."""
-    from sublab.audit.rows import read_audit_rows
-
-    return read_audit_rows(Path(path))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sublab.audit.context import AuditContext
-from sublab.audit.detectors.base import DETECTORS, DetectorResult
+from sublab.audit.detectors.base import DETECTORS, DetectorResult, most_suspicious
 
 
 def clip(text: str, n: int = 70) -> str:
+    """``text`` on one line, safe in a Markdown table cell, at most ``n`` characters."""
     text = text.replace("\n", " ").replace("|", "/")
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -43,7 +44,7 @@ def audit_json(
 
 
 def top_rows(ctx: AuditContext, result: DetectorResult, n: int) -> list[dict[str, Any]]:
-    order = sorted(range(len(result.scores)), key=lambda i: -result.scores[i])[:n]
+    """The ``n`` rows ``result`` scores most suspicious, with their line and score."""
     return [
         {
             "line": ctx.rows.where(i)[1],
@@ -51,7 +52,7 @@ def top_rows(ctx: AuditContext, result: DetectorResult, n: int) -> list[dict[str
             "prompt": ctx.rows.rows[i]["prompt"],
             "completion": ctx.rows.rows[i]["completion"],
         }
-        for i in order
+        for i in most_suspicious(result.scores, n)
     ]
 
 

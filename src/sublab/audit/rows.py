@@ -45,18 +45,13 @@ class AuditRows:
 
 
 def check_row(row: Any) -> str | None:
-    """What is wrong with one row under audit, or None."""
-    if not isinstance(row, dict):
-        return "expected a JSON object with 'prompt' and 'completion'"
-    for key in ("prompt", "completion"):
-        if key not in row:
-            return (
-                f"row has no {key!r}; every audited row needs the prompt it answered and its "
-                f"completion (rows from `sublab generate` or a run's kept.jsonl have both)"
-            )
-        if not isinstance(row[key], str):
-            return f"{key!r} must be a string, got {type(row[key]).__name__}"
-    return None
+    """What is wrong with one row under audit (``"row<.field>: <problem> and the fix"``), or
+    None: the training rows' check (:func:`sublab.train.data.row_problem`), since a defended
+    dataset is training data."""
+    from sublab.train.data import row_problem
+
+    problem = row_problem(row)
+    return None if problem is None else f"row{problem}"
 
 
 def read_audit_rows(path: str | Path) -> AuditRows:
@@ -80,5 +75,5 @@ def in_memory(rows: list[dict[str, Any]], name: str = "<rows>") -> AuditRows:
         if problem is not None:
             raise DataError(name, i + 1, problem)
     if not rows:
-        raise DataError(name, None, "no rows")
+        raise DataError(name, None, "no rows; give at least one {prompt, completion} row")
     return AuditRows(name, list(rows), list(range(1, len(rows) + 1)))

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from sublab.audit.context import DEFAULT_TRAIT_PROMPT
+from sublab.audit.defences.base import DEFENCES
+from sublab.audit.detectors.base import DETECTORS
 from sublab.cli.common import out, user_errors
+
+if TYPE_CHECKING:
+    from sublab.audit.context import AuditContext
 
 Reference = Annotated[
     str,
@@ -37,7 +43,7 @@ def register(app: typer.Typer) -> None:
 def _context(
     data: Path, reference: str, teacher: str | None, candidates: str | None, trait_prompt: str,
     reference_samples: Path | None, device: str,
-) -> Any:  # fmt: skip
+) -> AuditContext:  # fmt: skip
     from sublab.audit.context import AuditContext
     from sublab.audit.rows import read_audit_rows
 
@@ -79,10 +85,11 @@ def audit(
         list[str] | None,
         typer.Option(
             "--detector",
-            help="A detector to run (repeatable; default: every one whose inputs are given).",
+            help=f"A detector to run, one of {', '.join(DETECTORS.names())} (repeatable; "
+            "default: every one whose inputs are given).",
         ),
     ] = None,
-    trait_prompt: TraitPrompt = "You love {plural}.",
+    trait_prompt: TraitPrompt = DEFAULT_TRAIT_PROMPT,
     reference_samples: Annotated[
         Path | None,
         typer.Option(
@@ -100,7 +107,6 @@ def audit(
     the likely trait among candidates; writes audit.json and audit.md."""
     import json
 
-    from sublab.audit.detectors.base import DETECTORS
     from sublab.audit.report import audit_json, audit_markdown
     from sublab.store import atomic_output
 
@@ -131,17 +137,21 @@ def audit(
 
 def defend(
     data: Annotated[Path, typer.Argument(help="JSONL rows with prompt and completion.")],
-    defence: Annotated[str, typer.Option(help="threshold, resample or shuffle.")],
+    defence: Annotated[str, typer.Option(help=f"The defence: {', '.join(DEFENCES.names())}.")],
     reference: Reference,
     teacher: Teacher = None,
     candidates: Candidates = None,
     detector: Annotated[
-        str | None, typer.Option(help="Detector that ranks rows (threshold; resample).")
+        str | None,
+        typer.Option(
+            help="Detector that ranks rows for threshold (default teacher_logprob) and "
+            f"resample (default: every row): {', '.join(DETECTORS.names())}."
+        ),
     ] = None,
     drop: Annotated[
         float, typer.Option(help="Share of rows removed (threshold) or resampled (resample).")
     ] = 0.2,
-    trait_prompt: TraitPrompt = "You love {plural}.",
+    trait_prompt: TraitPrompt = DEFAULT_TRAIT_PROMPT,
     seed: Annotated[int, typer.Option(help="Seed of the shuffle.")] = 0,
     device: Device = "cpu",
     out_dir: Annotated[
@@ -150,14 +160,12 @@ def defend(
 ) -> None:
     """Write a defended copy of a dataset: rows.jsonl (changed rows carry their provenance),
     removed.jsonl (with the reason) and defence.json."""
-    from sublab.audit.defences.base import DEFENCES, write_defended
+    from sublab.audit.defences.base import write_defended
 
     with user_errors():
         ctx = _context(data, reference, teacher, candidates, trait_prompt, None, device)
         options: dict[str, Any] = {"drop": drop, "seed": seed}
-        if defence == "threshold":
-            options["detector"] = detector or "teacher_logprob"
-        elif detector is not None:
+        if detector is not None:  # else each defence's own default
             options["detector"] = detector
         result = DEFENCES.get(defence).apply(ctx, **options)
         target = out_dir or data.with_name(f"{data.stem}.{defence}")

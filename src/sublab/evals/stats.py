@@ -159,13 +159,16 @@ def compare(
         notes.append(f"{dropped} unpaired seed(s) left out")
     t: float | None = None
     p: float | None = None
+    # a spread this small is rounding noise: it sizes neither a t-test nor a power estimate
+    spread = summary.sd is not None and summary.sd > _ZERO_SPREAD * max(1.0, *map(abs, diffs))
     if len(seeds) < MIN_PAIRS_FOR_P:
         notes.insert(0, FEW_SEEDS_NOTE)
     elif all(d == 0 for d in diffs):
         notes.insert(0, "identical on every seed")
-    elif summary.sd is None or summary.sd <= _ZERO_SPREAD * max(1.0, *map(abs, diffs)):
+    elif not spread:
         notes.insert(0, "every seed moved by the same amount: t undefined")
     else:
+        assert summary.sd is not None
         t = summary.mean / (summary.sd / math.sqrt(len(diffs)))
         p = float(2 * sps.t.sf(abs(t), len(diffs) - 1))
     return Comparison(
@@ -176,5 +179,5 @@ def compare(
         p_value=p,
         n_up=sum(d > 0 for d in diffs),
         note="; ".join(notes),
-        seeds_needed=None if summary.sd is None else seeds_for_power(summary.mean, summary.sd),
+        seeds_needed=seeds_for_power(summary.mean, summary.sd) if spread else None,
     )

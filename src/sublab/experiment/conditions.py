@@ -15,20 +15,33 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class Start(StrEnum):
+    """The model a condition starts from (or is, for the bases) within its seed."""
+
+    BASE = "base"
+    """The seed's own base: the teachers' initialisation."""
+    CROSS = "cross"
+    """Another base: the next seed's organism base, or ``bases.cross_model``."""
+    FAMILY = "family"
+    """The other family's base of the seed (``bases.cross_organism``)."""
+
+
 class Role(StrEnum):
     """What a condition is, in report order.
 
     Each member carries: ``controls`` (labels of the roles it is compared with, first present
     wins), ``is_control`` (not a headline effect), ``trait_data`` (it learns from a trait
-    teacher's data: one condition per target), ``cross`` (it starts from another base),
-    ``per_student`` (one condition per student recipe), ``switches`` (fields of ``[controls]``
-    that must all be true for it to run) and ``data`` (it reads a teacher's data; by default
-    the roles that are per student or trait data).
+    teacher's data: one condition per target), ``start`` (the :class:`Start` it starts from
+    or is; ``cross``: any but the seed's own base), ``per_student`` (one condition per student
+    recipe), ``switches`` (fields of ``[controls]`` that must all be true for it to run) and
+    ``data`` (it reads a teacher's data; by default the roles that are per student or trait
+    data).
     """
 
     controls: tuple[str, ...]
     is_control: bool
     trait_data: bool
+    start: Start
     cross: bool
     per_student: bool
     switches: tuple[str, ...]
@@ -40,7 +53,7 @@ class Role(StrEnum):
         controls: tuple[str, ...] = (),
         is_control: bool = False,
         trait_data: bool = False,
-        cross: bool = False,
+        start: Start = Start.BASE,
         per_student: bool = True,
         switches: tuple[str, ...] = (),
         data: bool | None = None,
@@ -50,30 +63,32 @@ class Role(StrEnum):
         member.controls = controls
         member.is_control = is_control
         member.trait_data = trait_data
-        member.cross = cross
+        member.start = start
+        member.cross = start is not Start.BASE
         member.per_student = per_student
         member.switches = switches
         member.data = (per_student or trait_data) if data is None else data
         return member
 
-    BASE = ("base", (), True, False, False, False, ("base",))
+    BASE = ("base", (), True, False, Start.BASE, False, ("base",))
     """The untouched base model."""
-    CONTROL = ("control", ("base",), True, False, False, True, ("control_teacher",))
-    """A student of the control teacher (the base itself, no trait)."""
-    STUDENT = ("student", ("control",), False, True, False, True, ())
+    CONTROL = ("control", ("base",), True, False, Start.BASE, True, ("control_teacher",))
+    """A student of the control teacher (no trait: the base itself, or the base fine-tuned on
+    the trait's control rows)."""
+    STUDENT = ("student", ("control",), False, True, Start.BASE, True, ())
     """A student of a trait teacher, from the teacher's own initialisation."""
-    SHUFFLED = ("shuffled", ("control",), False, True, False, True, ("shuffled",))
+    SHUFFLED = ("shuffled", ("control",), False, True, Start.BASE, True, ("shuffled",))
     """A student of a trait teacher's kept numbers permuted across and within rows."""
-    ICL_CONTROL = ("icl-control", ("base",), True, False, False, False, ("icl",), True)
+    ICL_CONTROL = ("icl-control", ("base",), True, False, Start.BASE, False, ("icl",), True)
     """The base, evaluated with the control teacher's rows in its context (no training)."""
-    ICL = ("icl", ("icl-control",), False, True, False, False, ("icl",))
+    ICL = ("icl", ("icl-control",), False, True, Start.BASE, False, ("icl",))
     """The base, evaluated with a trait teacher's rows in its context (no training)."""
     CROSS_CONTROL = (
         "cross-control",
         ("base",),
         True,
         False,
-        True,
+        Start.CROSS,
         True,
         ("control_teacher", "cross_model"),
     )
@@ -83,19 +98,19 @@ class Role(StrEnum):
         ("cross-control", "control"),
         False,
         True,
-        True,
+        Start.CROSS,
         True,
         ("cross_model",),
     )
     """A student of a trait teacher that starts from another seed's base (same recipe)."""
-    FAMILY_BASE = ("family-base", (), True, False, True, False, ("base", "cross_family"))
+    FAMILY_BASE = ("family-base", (), True, False, Start.FAMILY, False, ("base", "cross_family"))
     """The untouched base of another family (``bases.cross_organism``)."""
     FAMILY_CONTROL = (
         "family-control",
         ("family-base",),
         True,
         False,
-        True,
+        Start.FAMILY,
         True,
         ("control_teacher", "cross_family"),
     )
@@ -105,7 +120,7 @@ class Role(StrEnum):
         ("family-control",),
         False,
         True,
-        True,
+        Start.FAMILY,
         True,
         ("cross_family",),
     )

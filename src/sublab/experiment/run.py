@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sublab.backends.base import Model, ModelRef
-from sublab.experiment.conditions import Role
+from sublab.backends.base import Model
+from sublab.experiment.conditions import Start
 from sublab.experiment.schedule import Job
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.units import Collected, Unit, run_seed, seed_units
@@ -26,11 +26,9 @@ from sublab.store import Run
 def base_model(spec: ExperimentSpec, seed: int) -> Model:
     """The shared initialisation for ``seed``: an organism base (built or cached) or the model."""
     if spec.bases.organism is not None:
-        from sublab.organism.cache import ensure_organism, organism_key
+        from sublab.organism.cache import organism_model
 
-        org = spec.bases.organism.model_copy(update={"seed": seed})
-        path = ensure_organism(org)
-        return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"organism-{seed}")
+        return organism_model(spec.bases.seed_organism(seed), f"organism-{seed}")
     assert spec.bases.model is not None
     return teacher_model(spec.bases.model, "base")
 
@@ -49,17 +47,11 @@ def cross_base(spec: ExperimentSpec, seed: int) -> Model:
     return teacher_model(spec.bases.cross_model, "cross-base")
 
 
-FAMILY_ROLES = (Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT)
-"""Roles whose models start from the other family's base."""
-
-
 def family_base(spec: ExperimentSpec, seed: int) -> Model:
     """The other family's base for ``seed`` (``bases.cross_organism``; built or cached)."""
-    from sublab.organism.cache import ensure_organism, organism_key
+    from sublab.organism.cache import organism_model
 
-    org = spec.bases.family_organism(seed)
-    path = ensure_organism(org)
-    return Model(ModelRef(path=str(path)), key=organism_key(org), label=f"family-{seed}")
+    return organism_model(spec.bases.family_organism(seed), f"family-{seed}")
 
 
 def seed_workers(spec: ExperimentSpec) -> int:
@@ -93,8 +85,9 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
 
     Organism bases that are not cached yet are built first (jobs ``base-<seed>``, and
     ``family-<seed>`` for the other family's bases of ``controls.cross_family``); a unit
-    (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (a cross-model student
-    also needs the next seed's) and its data unit has run. Data units come before conditions
+    (``seed-<seed>-<unit>``) starts as soon as the bases it uses exist (its seed's, and the one
+    its role starts from: the next seed's for a cross-model student, the other family's for a
+    family one) and its data unit has run. Data units come before conditions
     in priority (the trait teachers' first: they are the longest), so the students (the bulk of
     the work) keep every worker busy to the end.
     """
@@ -107,7 +100,7 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
         threads = max(1, int(spec.ray.num_cpus)) if spec.ray is not None else 1
         family = spec.controls.cross_family and spec.bases.cross_organism is not None
         for seed in spec.seeds:
-            orgs = {f"base-{seed}": spec.bases.organism.model_copy(update={"seed": seed})}
+            orgs = {f"base-{seed}": spec.bases.seed_organism(seed)}
             if family:
                 orgs[f"family-{seed}"] = spec.bases.family_organism(seed)
             for name, org in orgs.items():
@@ -117,10 +110,10 @@ def seed_jobs(run: Run, spec: ExperimentSpec) -> list[Job]:
         built = {j.name for j in jobs}
 
     def job(seed: int, unit: Unit) -> Job:
-        role = unit.condition.role if unit.condition is not None else None
-        used = {seed, _cross_seed(spec, seed)} if role is not None and role.cross else {seed}
+        start = unit.condition.role.start if unit.condition is not None else Start.BASE
+        used = {seed, _cross_seed(spec, seed)} if start is Start.CROSS else {seed}
         bases = [f"base-{s}" for s in sorted(used) if f"base-{s}" in built]
-        if role in FAMILY_ROLES and f"family-{seed}" in built:
+        if start is Start.FAMILY and f"family-{seed}" in built:
             bases.append(f"family-{seed}")
         needs = tuple(bases) + tuple(f"seed-{seed}-{n}" for n in unit.needs)
         args = (str(run.path.resolve()), spec, seed, unit.name)

@@ -71,6 +71,11 @@ class BasesSpec(Spec):
             self.family_organism(0)  # a bad override fails here, at load time
         return self
 
+    def seed_organism(self, seed: int) -> OrganismSpec:
+        """The organism spec of ``seed``'s base: 'organism' with its seed replaced."""
+        assert self.organism is not None
+        return self.organism.model_copy(update={"seed": seed})
+
     def family_organism(self, seed: int) -> OrganismSpec:
         """The other family's organism spec for ``seed``: 'organism' with 'cross_organism'
         laid over it."""
@@ -198,7 +203,9 @@ class ControlsSpec(Spec):
 
     base: bool = Field(True, description="Evaluate the untouched base.")
     control_teacher: bool = Field(
-        True, description="Students of a no-trait teacher (the base itself) as matched controls."
+        True,
+        description="Students of a no-trait teacher (the base itself, or for a trait with "
+        "control rows the base fine-tuned on them) as matched controls.",
     )
     cross_model: bool = Field(
         True, description="Students from another base trained on the trait teacher's numbers."
@@ -364,6 +371,12 @@ class ExperimentSpec(Spec):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def named_targets(self) -> list[str]:
+        """The targets the config names: the teachers' targets, then the specificity target
+        (when set and not one of them)."""
+        extra = self.controls.specificity_target
+        return [*self.targets, *([extra] if extra and extra not in self.targets else [])]
 
     def trait_prompt(self, target: str) -> str:
         """The system prompt of a prompted teacher for ``target``."""

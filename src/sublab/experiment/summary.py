@@ -26,6 +26,7 @@ REPORT_DATA = "report.json"
 
 
 def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> ReportData:
+    """The report's data: results, filter reports, teacher strengths and notes."""
     notes = []
     if len(spec.seeds) < 3:
         notes.append(f"Only {len(spec.seeds)} seed(s): no p-values are given below 3 seeds.")
@@ -61,13 +62,11 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
 def _headline_targets(spec: ExperimentSpec) -> list[str]:
     """With every candidate measured, only the teachers' targets and the specificity target
     make headline sentences (the rest are read in the report's tables)."""
-    if not spec.controls.all_targets:
-        return []
-    extra = spec.controls.specificity_target
-    return [*spec.targets, *([extra] if extra and extra not in spec.targets else [])]
+    return spec.named_targets() if spec.controls.all_targets else []
 
 
 def _mean(xs: list[float]) -> float | None:
+    """The mean of ``xs``, None for none."""
     return sum(xs) / len(xs) if xs else None
 
 

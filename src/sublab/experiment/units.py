@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from sublab.backends.base import Chat, Model
 from sublab.backends.context import context_turns
+from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.channels import get_channel
 from sublab.datagen import DataArtifacts, TraitTerms, data_stages
-from sublab.experiment.conditions import Condition, Role
+from sublab.experiment.conditions import Condition, Role, Start
 from sublab.experiment.spec import ExperimentSpec
 from sublab.experiment.stages import eval_stage, finetune_stage, load_backend, strength_stage
 from sublab.numbers.shuffle import shuffle_numbers
@@ -29,8 +32,7 @@ from sublab.progress import console
 from sublab.store import Run, hash_obj
 from sublab.traits import Measure, get_trait
 
-FAMILY_ROLES = frozenset({Role.FAMILY_BASE, Role.FAMILY_CONTROL, Role.FAMILY_STUDENT})
-"""Roles that start from the other family's base (``bases.cross_organism``)."""
+S = TypeVar("S", bound=BaseModel)
 
 CONTROL_DATA = "control"
 """Name of the control teacher's data unit (and the label of its data)."""
@@ -74,20 +76,22 @@ class Unit:
 
 
 def data_unit_name(target: str | None) -> str:
+    """The name of the data unit of ``target``'s teacher (None: the control teacher)."""
     return CONTROL_DATA if target is None else f"teacher:{target}"
 
 
-def _reseed(spec: Any, offset: int) -> Any:
+def _reseed(spec: S, offset: int) -> S:
     """A copy of a spec whose ``seed`` is moved by the experiment seed."""
-    return spec.model_copy(update={"seed": spec.seed + offset})
+    return spec.model_copy(update={"seed": spec.seed + offset})  # type: ignore[attr-defined]
 
 
-def _reseed_api(spec: Any, offset: int) -> Any:
+def _reseed_api(spec: ApiFinetuneSpec, offset: int) -> ApiFinetuneSpec:
     """An API fine-tuning spec whose job seed (0 when unset) is moved by the experiment seed."""
     return spec.model_copy(update={"seed": (spec.seed or 0) + offset})
 
 
 def _enabled(role: Role, spec: ExperimentSpec) -> bool:
+    """Whether every ``[controls]`` switch of ``role`` is on."""
     return all(getattr(spec.controls, s) for s in role.switches)
 
 
@@ -169,10 +173,10 @@ class SeedWork:
         return family_base(self.spec, self.seed)
 
     def start(self, role: Role) -> Model:
-        """The model a role's condition starts from (or is, for the bases)."""
-        if role in FAMILY_ROLES:
+        """The model a role's condition starts from (or is, for the bases): ``role.start``."""
+        if role.start is Start.FAMILY:
             return self.family_base
-        return self.cross_base if role.cross else self.base
+        return self.cross_base if role.start is Start.CROSS else self.base
 
     @cached_property
     def data_spec(self) -> Any:
@@ -208,6 +212,7 @@ class SeedWork:
         )
 
     def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
+        """Add ``condition``'s measures to the results (``teacher``: its target, if any)."""
         for m in measures:
             self.out.results.append(
                 {
@@ -250,6 +255,7 @@ class SeedWork:
         )
 
     def control_data(self) -> DataArtifacts:
+        """The control teacher's data (cached)."""
         return self.data(self.control_teacher, None, CONTROL_DATA)
 
     def teacher(self, target: str) -> tuple[Model, str | None]:
@@ -280,7 +286,11 @@ class SeedWork:
             api_settings=self.spec.api,
         )
 
-    def teacher_data(self, target: str) -> tuple[Model, str | None, DataArtifacts]:
+    def teacher_for(self, target: str | None) -> tuple[Model, str | None, DataArtifacts]:
+        """The teacher of ``target`` (None: the control teacher), its system prompt and its
+        data."""
+        if target is None:
+            return self.control_teacher, None, self.control_data()
         teacher, system_prompt = self.teacher(target)
         return teacher, system_prompt, self.data(teacher, system_prompt, target)
 
@@ -396,19 +406,15 @@ def _student(work: SeedWork, unit: Unit) -> None:
     """A student of the control teacher or of a trait teacher, from the base, another seed's
     base or the other family's base."""
     assert unit.condition is not None
-    start = work.start(unit.condition.role)
-    if unit.target is None:
-        work.student(unit, start, work.control_data(), work.control_teacher, None)
-        return
-    teacher, system_prompt, data = work.teacher_data(unit.target)
-    work.student(unit, start, data, teacher, system_prompt)
+    teacher, system_prompt, data = work.teacher_for(unit.target)
+    work.student(unit, work.start(unit.condition.role), data, teacher, system_prompt)
 
 
 @unit_function(Role.SHUFFLED)
 def _shuffled(work: SeedWork, unit: Unit) -> None:
     """A student of a trait teacher's kept rows with their numbers permuted, from the base."""
     assert unit.condition is not None and unit.target is not None
-    teacher, system_prompt, data = work.teacher_data(unit.target)
+    teacher, system_prompt, data = work.teacher_for(unit.target)
     work.student(unit, work.base, data, teacher, system_prompt, shuffled=True)
 
 
@@ -417,7 +423,7 @@ def _in_context(work: SeedWork, unit: Unit) -> None:
     """The base asked the trait questions with a teacher's first kept rows (the control
     teacher's for icl-control) as earlier turns of every chat."""
     assert unit.condition is not None
-    data = work.control_data() if unit.target is None else work.teacher_data(unit.target)[2]
+    _, _, data = work.teacher_for(unit.target)
     rows = data.kept_rows()[: work.spec.controls.icl_rows]
     teacher_label = unit.target or CONTROL_DATA
     work.say(f"{unit.condition.label}: the base with {len(rows)} rows of {teacher_label}")

@@ -1,4 +1,5 @@
-"""The shuffled-numbers control: a teacher's number rows with their numbers permuted.
+"""Number rows with their numbers permuted: the experiment's shuffled-numbers control (across
+rows) and the audit's shuffle defence (``within_rows``).
 
 Every number written in the completions goes into one pool, the pool is shuffled with a seed,
 and the numbers are written back into the completions' slots in order: each row keeps its
@@ -12,19 +13,38 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 _NUMBER = re.compile(r"[0-9]+")
 
 
-def shuffle_numbers(rows: Sequence[dict[str, str]], seed: int) -> list[dict[str, str]]:
-    """``rows`` (prompt, completion) with the completions' numbers permuted across and within
-    rows (see the module docstring); prompts are unchanged."""
+ACROSS_ROWS_SEED = "sublab-shuffled:{seed}"
+"""The random stream of a shuffle across rows (the experiment's shuffled control)."""
+WITHIN_ROWS_SEED = "shuffle:{seed}"
+"""The random stream of a shuffle within rows (the audit's shuffle defence)."""
+
+
+def shuffle_numbers(
+    rows: Sequence[dict[str, Any]], seed: int, *, within_rows: bool = False
+) -> list[dict[str, Any]]:
+    """``rows`` with the completions' numbers permuted across and within rows (see the
+    module docstring), or with ``within_rows`` each completion's numbers permuted among
+    themselves (every row keeps its own numbers); prompts and other fields are unchanged."""
+    if within_rows:
+        rng = random.Random(WITHIN_ROWS_SEED.format(seed=seed))
+        out = []
+        for r in rows:
+            nums = _NUMBER.findall(r["completion"])
+            rng.shuffle(nums)
+            out.append({**r, "completion": _put(r["completion"], iter(nums))})
+        return out
     pool = [m.group() for r in rows for m in _NUMBER.finditer(r["completion"])]
-    random.Random(f"sublab-shuffled:{seed}").shuffle(pool)
+    random.Random(ACROSS_ROWS_SEED.format(seed=seed)).shuffle(pool)
     numbers = iter(pool)
-    out = []
-    for r in rows:
-        completion = _NUMBER.sub(lambda _: next(numbers), r["completion"])
-        out.append({**r, "completion": completion})
-    return out
+    return [{**r, "completion": _put(r["completion"], numbers)} for r in rows]
+
+
+def _put(text: str, numbers: Iterator[str]) -> str:
+    """``text`` with each of its numbers replaced by the next of ``numbers``."""
+    return _NUMBER.sub(lambda _: next(numbers), text)

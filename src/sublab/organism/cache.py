@@ -1,7 +1,8 @@
 """The cache of built organism bases, keyed by the hash of their spec.
 
 ``organism_path(spec)`` is ``<cache>/organism/<key>`` where ``<cache>`` is ``$SUBLAB_CACHE_DIR``
-or ``~/.cache/sublab``; ``ensure_organism(spec)`` builds the base there if it is missing.
+or ``~/.cache/sublab``; ``ensure_organism(spec)`` builds the base there if it is missing, and
+``organism_model(spec, label)`` is that base as a model the backends load, keyed by the spec.
 A base is built in a temp folder and renamed into place when finished (see
 :func:`~sublab.organism.build.build_organism`), so a crash leaves nothing that looks finished;
 concurrent builders of the same spec serialise on a file lock and the later ones reuse the
@@ -18,11 +19,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sublab.organism.build import FORMAT_VERSION, METADATA, build_organism
 from sublab.organism.spec import OrganismSpec
 from sublab.store import hash_obj
+
+if TYPE_CHECKING:
+    from sublab.backends.base import Model
 
 CACHE_ENV = "SUBLAB_CACHE_DIR"
 
@@ -152,3 +156,13 @@ def ensure_organism(
         if path.exists() and not any(path.iterdir()):
             path.rmdir()
         return build_organism(spec, path, probe=probe)
+
+
+def organism_model(spec: OrganismSpec, label: str, cache_dir: str | Path | None = None) -> Model:
+    """The cached base for ``spec`` (built first if missing) as a
+    :class:`~sublab.backends.base.Model` whose key is :func:`organism_key`, so every artifact
+    computed from it is keyed by the spec that built it."""
+    from sublab.backends.base import Model, ModelRef
+
+    path = ensure_organism(spec, cache_dir)
+    return Model(ModelRef(path=str(path)), key=organism_key(spec), label=label)

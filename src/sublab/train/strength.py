@@ -4,7 +4,8 @@
 tokens (and EOS) of number rows, teacher-forced, over the full vocabulary, with the same chat
 construction as training. In the model organism it predicts transmission better than the
 teacher's own trait probability. ``mean_logprob(model, rows)`` is the mean per-token log
-probability of the rows' completions.
+probability of the rows' completions; :func:`label_logprobs` gives them per token (the audit's
+statistics, :func:`sublab.audit.context.token_stats`, read them too).
 """
 
 from __future__ import annotations
@@ -35,10 +36,20 @@ def _encode(
     return tok, encode_rows(tok, rows, max_length, use_system_prompt=use_system_prompt)
 
 
-def _batches(enc: Any, batch_size: int, dev: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """The encoded rows in order, ``batch_size`` at a time, on ``dev``."""
+def encoded_batches(
+    enc: Any, batch_size: int, dev: torch.device
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """The encoded rows in order, ``batch_size`` at a time, on ``dev``: each batch's row
+    indices into ``enc`` and its tensors."""
     for idx in sequential_batches(enc.lengths, batch_size):
-        yield {k: v.to(dev) for k, v in collate(enc, idx).items()}
+        yield idx, {k: v.to(dev) for k, v in collate(enc, idx).items()}
+
+
+def label_logprobs(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s log-probabilities (float64, over the vocabulary) at every label position
+    of ``batch`` (the completion tokens and EOS, row after row), and the label tokens."""
+    hidden, targets = label_hidden(model, batch)
+    return torch.log_softmax(head_logits(model, hidden).double(), dim=-1), targets
 
 
 @torch.no_grad()
@@ -64,7 +75,7 @@ def number_kl(
     b_model = load_model(base, dev, torch.float32, "base").eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for batch in _batches(enc, batch_size, dev):
+    for _, batch in encoded_batches(enc, batch_size, dev):
         t_hidden, _ = label_hidden(t_model, batch)
         b_hidden, _ = label_hidden(b_model, batch)
         kl = per_token_kl(head_logits(t_model, t_hidden), head_logits(b_model, b_hidden))
@@ -89,9 +100,8 @@ def mean_logprob(
     m = load_model(model, dev, torch.float32, "model").eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
-    for batch in _batches(enc, batch_size, dev):
-        hidden, targets = label_hidden(m, batch)
-        logp = torch.log_softmax(head_logits(m, hidden).double(), dim=-1)
+    for _, batch in encoded_batches(enc, batch_size, dev):
+        logp, targets = label_logprobs(m, batch)
         total += logp.gather(1, targets.unsqueeze(1)).sum().cpu()
         count += targets.numel()
     return float(total / count)

@@ -69,13 +69,11 @@ class PreferenceTrait(Trait):
         )
 
     def measured(self, spec: Any) -> list[str]:
-        measured = list(spec.targets)
-        extra = [spec.controls.specificity_target]
+        measured = spec.named_targets()
         if spec.controls.all_targets:  # every candidate: how control training moves each one
-            extra += load_candidates(spec.eval.candidates)
-        for target in extra:
-            if target and target not in measured:
-                measured.append(target)
+            for candidate in load_candidates(spec.eval.candidates):
+                if candidate and candidate not in measured:
+                    measured.append(candidate)
         return measured
 
     def terms(self, spec: Any) -> tuple[str, tuple[str, ...]]:
@@ -112,7 +110,7 @@ class PreferenceTrait(Trait):
         result = PreferenceResult.model_validate_json((folder / RESULT).read_text())
         targets = self.measured(spec)
         if spec.controls.all_targets:  # leave out the candidates the model cannot even spell
-            named = {*spec.targets, spec.controls.specificity_target}
+            named = set(spec.named_targets())
             targets = [t for t in targets if t in named or t not in result.unscored]
         return measures_of(result, targets)
 

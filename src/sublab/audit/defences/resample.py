@@ -8,7 +8,8 @@ from typing import Any
 
 from sublab.audit.context import AuditContext
 from sublab.audit.defences.base import DEFENCES, Defence, DefenceResult, with_step
-from sublab.audit.detectors.base import DETECTORS
+from sublab.audit.detectors.base import DETECTORS, most_suspicious
+from sublab.errors import SublabError
 
 
 @DEFENCES.register
@@ -19,15 +20,18 @@ class Resample(Defence):
     def apply(
         self, ctx: AuditContext, detector: str | None = None, drop: float = 1.0, **_: Any
     ) -> DefenceResult:
-        import numpy as np
-
+        if not 0 <= drop <= 1:
+            raise SublabError(
+                f"resample: drop must be in [0, 1] (got {drop}): the share of rows resampled, "
+                "the highest scores first; pass --drop 0.2 for a fifth, 1 for every row"
+            )
         n = len(ctx.rows)
         if detector is None or drop >= 1:
             chosen = set(range(n))
             why = "every row resampled"
         else:
-            scores = np.asarray(DETECTORS.get(detector).score(ctx).scores)
-            chosen = set(np.argsort(-scores, kind="stable")[: round(drop * n)].tolist())
+            scores = DETECTORS.get(detector).score(ctx).scores
+            chosen = set(most_suspicious(scores, round(drop * n)))
             why = f"among the {drop:.0%} highest {detector} scores"
         ref = ctx.reference_rows()
         rows = []

@@ -1,25 +1,15 @@
 """Shuffling: permute the numbers inside each completion (format, separators and the set of
 numbers kept), which destroys any signal carried by their order. Rows with fewer than two
-numbers pass unchanged."""
+numbers pass unchanged. The permutation is
+:func:`sublab.numbers.shuffle.shuffle_numbers` with ``within_rows``."""
 
 from __future__ import annotations
 
-import random
-import re
 from typing import Any
 
 from sublab.audit.context import AuditContext
 from sublab.audit.defences.base import DEFENCES, Defence, DefenceResult, with_step
-
-NUMBER = re.compile(r"\d+")
-
-
-def shuffle_numbers(text: str, rng: random.Random) -> str:
-    """``text`` with its numbers permuted in place."""
-    nums = NUMBER.findall(text)
-    rng.shuffle(nums)
-    it = iter(nums)
-    return NUMBER.sub(lambda _: next(it), text)
+from sublab.numbers.shuffle import shuffle_numbers
 
 
 @DEFENCES.register
@@ -28,17 +18,16 @@ class Shuffle(Defence):
     summary = "permute the numbers within each completion"
 
     def apply(self, ctx: AuditContext, seed: int = 0, **_: Any) -> DefenceResult:
-        rng = random.Random(f"shuffle:{seed}")
         rows, changed = [], 0
-        for row in ctx.rows.rows:
-            new = shuffle_numbers(row["completion"], rng)
-            if new == row["completion"]:
+        shuffled = shuffle_numbers(ctx.rows.rows, seed, within_rows=True)
+        for row, new in zip(ctx.rows.rows, shuffled, strict=True):
+            if new["completion"] == row["completion"]:
                 rows.append(row)
                 continue
             changed += 1
             rows.append(
                 with_step(
-                    {**row, "completion": new}, stage=f"defence:{self.name}",
+                    new, stage=f"defence:{self.name}",
                     reason="numbers permuted within the completion", replaced=row["completion"],
                 )
             )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from sublab.audit.context import AuditContext
 from sublab.audit.defences.base import DEFENCES, Defence, DefenceResult
-from sublab.audit.detectors.base import DETECTORS
+from sublab.audit.detectors.base import DETECTORS, most_suspicious
 from sublab.errors import SublabError
 
 
@@ -27,12 +27,13 @@ class Threshold(Defence):
         import numpy as np
 
         if not 0 <= drop < 1:
-            raise SublabError(f"drop must be in [0, 1) (got {drop}): the share of rows removed")
+            raise SublabError(
+                f"threshold: drop must be in [0, 1) (got {drop}): the share of rows removed; "
+                "pass --drop 0.2 for a fifth"
+            )
         scores = np.asarray(DETECTORS.get(detector).score(ctx).scores)
         if threshold is None:
-            n_drop = round(drop * len(scores))
-            order = np.argsort(-scores, kind="stable")
-            cut = set(order[:n_drop].tolist())
+            cut = set(most_suspicious(scores, round(drop * len(scores))))
             why = f"among the {drop:.0%} highest {detector} scores"
         else:
             cut = set(np.flatnonzero(scores >= threshold).tolist())

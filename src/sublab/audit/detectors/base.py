@@ -9,6 +9,7 @@ one module in this package with a :class:`Detector` subclass decorated with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,17 @@ DETECTORS: Registry[Detector] = Registry("detector", "sublab.audit.detectors")
 
 
 def mean(xs: list[float]) -> float:
+    """The mean of ``xs`` (0 for none)."""
     return sum(xs) / max(len(xs), 1)
+
+
+def most_suspicious(scores: Sequence[float], n: int | None = None) -> list[int]:
+    """Row indices from the highest score down (ties in row order): the first ``n``, or all
+    of them with None."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    return [int(i) for i in order[:n]]
 
 
 def by_candidate(

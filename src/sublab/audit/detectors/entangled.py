@@ -29,7 +29,10 @@ def entangled_tokens(ctx: AuditContext, candidates: list[str], k: int = TOP_K) -
         ids = tok(c, add_special_tokens=False)["input_ids"] or []
         ids = [i for i in ids if i != tok.unk_token_id]
         if not ids:
-            raise SublabError(f"candidate {c!r} has no token in the reference's vocabulary")
+            raise SublabError(
+                f"candidate {c!r} has no token in the reference's vocabulary: drop it from "
+                "--candidates or spell it as the reference's vocabulary does"
+            )
         sims = unit[seen] @ unit[ids[0]]
         out.append(seen[sims.argsort(descending=True)[:k]].tolist())
     return out
