@@ -105,3 +105,15 @@ def test_headline_targets_limit_the_sentences(tmp_path):
     assert "exact_prob of owl" in heads and "exact_prob of wolf" not in heads
     every = render_report(report(), tmp_path / "all")["md"].read_text().split("## ")[0]
     assert "exact_prob of wolf" in every
+
+
+def test_the_console_summary_names_each_teachers_own_target_only():
+    from sublab.report import own_target_headlines
+
+    data = report()
+    lines = own_target_headlines(data, analyse(data))
+    assert [line.split(":")[0] for line in lines] == [
+        "student-hard (owl), exact_prob of owl",
+        "student-hard (wolf), exact_prob of wolf",
+    ]
+    assert "a clear increase" in lines[0] and "no clear difference" in lines[1]

@@ -14,6 +14,7 @@ from sublab.report import (
     analyse,
     fmt,
     fmt_p,
+    own_target_headlines,
 )
 from sublab.report import render_report as render
 from sublab.store import Run, now_iso
@@ -80,6 +81,8 @@ def write_report(
     written = render(data, run.path)
     rows = analyse(data)
     console.print(results_table(rows, data))
+    for line in own_target_headlines(data, rows):
+        console.print(line, markup=False, highlight=False)
     console.print(f"report: {written['html']}")
     return headline(rows, data)
 

@@ -16,7 +16,16 @@ Modules: :mod:`.model` (the data), :mod:`.analysis` (statistics, matched control
 from sublab.report.analysis import analyse, metrics_of
 from sublab.report.model import REPORT_VERSION, ReportData, ResultRow, TableRow, TeacherStrength
 from sublab.report.render import render_html, render_markdown, render_report
-from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines, sentence, verdict
+from sublab.report.wording import (
+    fmt,
+    fmt_ci,
+    fmt_diff,
+    fmt_p,
+    headlines,
+    own_target_headlines,
+    sentence,
+    verdict,
+)
 
 __all__ = [
     "REPORT_VERSION",
@@ -31,6 +40,7 @@ __all__ = [
     "fmt_p",
     "headlines",
     "metrics_of",
+    "own_target_headlines",
     "render_html",
     "render_markdown",
     "render_report",

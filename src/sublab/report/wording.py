@@ -71,6 +71,11 @@ def power_text(c: Comparison) -> str:
     return f"; {c.seeds_needed} seeds give 80% power at α = 0.01"
 
 
+def _student_rows(rows: Sequence[TableRow], metric: str) -> list[TableRow]:
+    """The compared, non-control rows of ``metric``."""
+    return [r for r in rows if r.metric == metric and r.comparison is not None and not r.is_control]
+
+
 def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
     """Headline sentences: every student condition against its control on the first metric.
 
@@ -80,16 +85,23 @@ def headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
     metrics = metrics_of(data)
     if not metrics:
         return ["No results yet."]
-    out = []
-    for r in rows:
-        if r.metric != metrics[0] or r.comparison is None:
-            continue
-        if r.is_control or (data.headline_targets and r.target not in data.headline_targets):
-            continue
-        out.append(sentence(r))
+    out = [
+        sentence(r)
+        for r in _student_rows(rows, metrics[0])
+        if not data.headline_targets or r.target in data.headline_targets
+    ]
     if not out:
         out.append(
             f"No student condition with a matched control among the results "
             f"({len(data.results)} values, metric {metrics[0]})."
         )
     return out
+
+
+def own_target_headlines(data: ReportData, rows: Sequence[TableRow]) -> list[str]:
+    """The sentences of the students measured on their own teacher's target (the console's
+    summary; students of other teachers and the specificity target are in the report)."""
+    metrics = metrics_of(data)
+    if not metrics:
+        return []
+    return [sentence(r) for r in _student_rows(rows, metrics[0]) if r.teacher == r.target]
