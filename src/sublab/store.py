@@ -291,8 +291,8 @@ class Run:
         if final.exists():
             return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
         shared = self.shared_dir(stage, key)
-        found = read_sidecar(shared)
-        if found is not None and found.get("key") == key:  # finished: its files are the same
+        found = _finished_sidecar(shared, key)
+        if found is not None:  # finished: its files are the same
             _link_tree(shared, final)
             return Artifact(final, key, found, cached=True)
         work = final.with_name(final.name + ".partial")
@@ -315,7 +315,7 @@ class Run:
         }
         atomic_write_json(work / SIDECAR, sidecar)
         os.replace(work, final)
-        if shared.exists() and not _finished(shared, key):  # damaged: replace it
+        if shared.exists() and _finished_sidecar(shared, key) is None:  # damaged: replace it
             shutil.rmtree(shared, ignore_errors=True)
         _link_tree(final, shared)
         return Artifact(final, key, sidecar, cached=False)
@@ -331,10 +331,11 @@ def read_sidecar(folder: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _finished(folder: Path, key: str) -> bool:
-    """Whether ``folder`` holds the finished artifact ``key`` (its sidecar names the key)."""
+def _finished_sidecar(folder: Path, key: str) -> dict[str, Any] | None:
+    """The sidecar of ``folder`` when it holds the finished artifact ``key`` (its sidecar
+    names the key), else None."""
     found = read_sidecar(folder)
-    return found is not None and found.get("key") == key
+    return found if found is not None and found.get("key") == key else None
 
 
 def _link_or_copy(src: str, dst: str) -> None:
