@@ -42,7 +42,6 @@ class Role(StrEnum):
     is_control: bool
     trait_data: bool
     start: Start
-    cross: bool
     per_student: bool
     switches: tuple[str, ...]
     data: bool
@@ -64,7 +63,6 @@ class Role(StrEnum):
         member.is_control = is_control
         member.trait_data = trait_data
         member.start = start
-        member.cross = start is not Start.BASE
         member.per_student = per_student
         member.switches = switches
         member.data = (per_student or trait_data) if data is None else data
@@ -125,6 +123,11 @@ class Role(StrEnum):
         ("cross_family",),
     )
     """A student of a trait teacher that starts from the other family's base."""
+
+    @property
+    def cross(self) -> bool:
+        """Whether the role starts from a base other than its seed's own."""
+        return self.start is not Start.BASE
 
 
 @dataclass(frozen=True)
