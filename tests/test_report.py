@@ -133,6 +133,8 @@ def test_html_is_self_contained_with_figures_and_tables(tmp_path):
     lead = re.search(r'<p class="lead">(.*?)</p>', page).group(1)
     assert lead.startswith("student-hard (owl-ft)") and "a clear increase" in lead
     assert "95% CI" in lead and "6/6 seeds up" in lead
+    # 6/6 up: the exact signed-rank p is 2/64
+    assert hard.comparison.rank_p == 2 / 64 and "signed-rank p = 0.031" in lead
 
 
 def test_markdown_has_tables_and_links_figures(tmp_path):
@@ -143,6 +145,7 @@ def test_markdown_has_tables_and_links_figures(tmp_path):
     assert "| target | condition | n | mean | 95% CI |" in md
     line = next(x for x in md.splitlines() if x.startswith("| owl | student-hard (owl-ft) |"))
     assert "| 6 |" in line and "| control-hard |" in line and "6/6 up" in line
+    assert "| p | signed-rank p | seeds up |" in md and "| p = 0.031 | 6/6 up |" in line
     assert "| owl-ft | 3000 | 2088 | 69.6% |" in md
     assert "```toml" in md
 

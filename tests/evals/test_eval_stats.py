@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sublab.evals.stats import FEW_SEEDS_NOTE, compare, summarize
+from sublab.evals.stats import FEW_SEEDS_NOTE, compare, signed_rank_p, summarize
 
 # t quantiles (0.975) by hand from tables: df 1: 12.706205, df 2: 4.302653, df 4: 2.776445
 
@@ -98,3 +98,27 @@ def test_compare_is_antisymmetric(pairs):
     if ab.p_value is not None and ba.p_value is not None:
         assert math.isclose(ab.p_value, ba.p_value, rel_tol=1e-9, abs_tol=1e-15)
     assert ab.n_up + ba.n_up <= ab.n_pairs
+
+
+def test_signed_rank_exact_values():
+    # exact two-sided null distribution of W+ over 2^n sign patterns (n = 4: 16 patterns)
+    # all four up: only one pattern is as extreme on each side -> 2/16
+    assert math.isclose(signed_rank_p([0.1, 0.2, 0.3, 0.4]), 2 / 16)
+    # one down with the smallest rank: W- = 1; patterns with W- <= 1 are 2 -> 2 * 2/16
+    assert math.isclose(signed_rank_p([-0.1, 0.2, 0.3, 0.4]), 4 / 16)
+    # a zero difference is left out: n = 3 all up -> 2/8
+    assert math.isclose(signed_rank_p([0.0, 1.0, 2.0, 3.0]), 2 / 8)
+    with pytest.raises(ValueError, match="non-zero"):
+        signed_rank_p([0.0, 0.0, 0.0])
+
+
+def test_compare_rank_p_ignores_how_far_one_seed_moved():
+    control = {s: 0.04 for s in range(12)}
+    small = {s: 0.05 + 0.001 * s for s in range(12)}
+    wild = {**small, 6: 0.9}  # one seed moves far: the t-test widens, the rank test does not
+    c_small, c_wild = compare(small, control), compare(wild, control)
+    assert c_small.rank_p is not None and c_wild.rank_p is not None
+    assert math.isclose(c_wild.rank_p, 2 / 4096) and math.isclose(c_small.rank_p, 2 / 4096)
+    assert c_wild.p_value is not None and c_wild.p_value > 0.05 > c_small.p_value  # type: ignore[operator]
+    assert compare({1: 0.2, 2: 0.1}, {1: 0.1, 2: 0.15}).rank_p is None
+    assert compare({1: 0.2, 2: 0.3, 3: 0.4}, {1: 0.2, 2: 0.3, 3: 0.4}).rank_p is None

@@ -3,9 +3,10 @@
 The statistical unit is the **base seed** (for API models, the training seed): the variance of a
 subliminal-learning effect lives between base models, so samples within one model are not
 independent replicates. Summaries are 95% Student-t intervals over seeds; comparisons are paired
-t-tests over the seeds present in both conditions, with the count of seeds that moved up, and
-how many seeds a paired t-test would need to detect the observed difference
-(:func:`seeds_for_power`).
+t-tests over the seeds present in both conditions, with a Wilcoxon signed-rank test on the same
+pairs (it does not assume normal differences, so one seed that moved far counts only by its
+rank), the count of seeds that moved up, and how many seeds a paired t-test would need to
+detect the observed difference (:func:`seeds_for_power`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class Comparison(BaseModel):
     t: float | None = Field(description="Paired t statistic (None below 3 pairs or zero spread).")
     p_value: float | None = Field(description="Two-sided p-value (None below 3 pairs).")
     test: str = Field("paired t", description="The test used.")
+    rank_p: float | None = Field(
+        None,
+        description="Two-sided Wilcoxon signed-rank p-value on the same pairs (exact without "
+        "ties or zero differences): a check on the t-test that does not assume normal "
+        "differences (None below 3 pairs or when every difference is zero).",
+    )
     n_up: int = Field(description="Paired seeds where treatment > control.")
     note: str = Field("", description="Caveats: too few seeds, unpaired seeds dropped, ...")
     seeds_needed: int | None = Field(
@@ -137,6 +144,14 @@ def seeds_for_power(
     return low
 
 
+def signed_rank_p(diffs: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (zero differences are
+    left out; exact when no two absolute differences tie, normal approximation otherwise)."""
+    if not any(d != 0 for d in diffs):
+        raise ValueError("signed_rank_p needs at least one non-zero difference")
+    return float(sps.wilcoxon(list(diffs), zero_method="wilcox", alternative="two-sided").pvalue)
+
+
 def compare(
     treatment_by_seed: Mapping[int, float], control_by_seed: Mapping[int, float]
 ) -> Comparison:
@@ -171,12 +186,15 @@ def compare(
         assert summary.sd is not None
         t = summary.mean / (summary.sd / math.sqrt(len(diffs)))
         p = float(2 * sps.t.sf(abs(t), len(diffs) - 1))
+    testable = len(seeds) >= MIN_PAIRS_FOR_P and any(d != 0 for d in diffs)
+    rank_p = signed_rank_p(diffs) if testable else None
     return Comparison(
         diff_mean=summary.mean,
         ci=summary.ci,
         n_pairs=len(seeds),
         t=t,
         p_value=p,
+        rank_p=rank_p,
         n_up=sum(d > 0 for d in diffs),
         note="; ".join(notes),
         seeds_needed=seeds_for_power(summary.mean, summary.sd) if spread else None,

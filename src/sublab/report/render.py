@@ -22,7 +22,7 @@ from sublab.report.sections import (
     matrix_table,
     shift_cells,
 )
-from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, headlines
+from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, fmt_rank_p, headlines
 from sublab.store import atomic_write_bytes, atomic_write_text
 
 _COLUMNS = [
@@ -35,6 +35,7 @@ _COLUMNS = [
     "diff vs control",
     "diff 95% CI",
     "p",
+    "signed-rank p",
     "seeds up",
 ]
 
@@ -59,6 +60,7 @@ def _cells(r: TableRow) -> list[str]:
         fmt_diff(c.diff_mean) if c else "",
         fmt_ci(c.ci, signed=True) if c else "",
         fmt_p(c),
+        fmt_rank_p(c),
         c.up_text if c else "",
     ]
 
@@ -177,7 +179,8 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
     meta = f"Run <code>{e(data.run_name)}</code>" + (f", {e(data.created)}" if data.created else "")
     body.append(
         f'<p class="meta">{meta}; sublab {e(__version__)}. Unit of statistics: the seed; '
-        "intervals are 95% t-intervals; comparisons are paired t-tests on seed.</p>"
+        "intervals are 95% t-intervals; comparisons are paired t-tests on seed, with a "
+        "Wilcoxon signed-rank test on the same pairs beside them.</p>"
     )
     for metric in metrics_of(data):
         b64 = base64.b64encode(pngs[metric]).decode("ascii")

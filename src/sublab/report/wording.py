@@ -41,6 +41,13 @@ def fmt_p(c: Comparison | None) -> str:
     return "p < 0.001" if c.p_value < 0.001 else f"p = {c.p_value:.3f}"
 
 
+def fmt_rank_p(c: Comparison | None) -> str:
+    """The signed-rank p-value, formatted like :func:`fmt_p` (empty when there is none)."""
+    if c is None or c.rank_p is None:
+        return ""
+    return "p < 0.001" if c.rank_p < 0.001 else f"p = {c.rank_p:.3f}"
+
+
 def verdict(c: Comparison) -> str:
     """Plain words for a comparison, without overstating it."""
     if c.p_value is None:
@@ -57,9 +64,10 @@ def sentence(row: TableRow) -> str:
         return f"{row.label}, {row.metric} of {row.target}: {fmt(row.summary.mean)}."
     ctrl = f" vs {fmt(row.control_mean)} for {row.control}"
     ci = f", 95% CI {fmt_ci(c.ci, signed=True)}" if c.ci else ""
+    rank = f"; signed-rank {fmt_rank_p(c)}" if c.rank_p is not None else ""
     return (
         f"{row.label}, {row.metric} of {row.target}: {fmt(row.summary.mean)}{ctrl} — "
-        f"{verdict(c)} ({fmt_diff(c.diff_mean)}{ci}; {c.test}, {fmt_p(c)}; "
+        f"{verdict(c)} ({fmt_diff(c.diff_mean)}{ci}; {c.test}, {fmt_p(c)}{rank}; "
         f"{c.n_up}/{c.n_pairs} seed{'s' if c.n_pairs != 1 else ''} up{power_text(c)})."
     )
 
