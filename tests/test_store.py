@@ -7,7 +7,7 @@ import pytest
 
 from sublab.errors import DataError
 from sublab.jsonl import read_jsonl, write_jsonl
-from sublab.store import Run, artifact_key, atomic_write_text, list_runs
+from sublab.store import Artifact, Run, artifact_key, atomic_write_text, list_runs
 
 
 def test_artifact_key_depends_on_spec_inputs_and_stage():
@@ -52,6 +52,25 @@ def test_failed_build_leaves_no_finished_artifact(tmp_path):
     assert not any(
         p.name.startswith("gen-") and not p.name.endswith(".partial") for p in run.path.iterdir()
     )
+
+
+def test_artifact_without_its_sidecar_is_not_finished(tmp_path):
+    run = Run.create("r2b", kind="toy", config={}, runs_dir=tmp_path)
+    calls = []
+
+    def make(work):
+        calls.append(work)
+        (work / "out.txt").write_text(f"build {len(calls)}")
+        return {}
+
+    a = run.build("gen", {"a": 1}, make)
+    (a.path / "sidecar.json").write_text("{not json")  # damaged by hand
+    assert run.find("gen") == [] and Artifact.finished(a.path) is None
+    b = run.build("gen", {"a": 1}, make)  # rebuilt in place, not read as finished
+    assert not b.cached and b.path == a.path and len(calls) == 2
+    assert b.file("out.txt").read_text() == "build 2"
+    assert Artifact.finished(b.path) == Artifact(b.path, b.key, b.sidecar, cached=True)
+    assert [x.key for x in run.find("gen")] == [b.key]
 
 
 def test_resumable_build_keeps_partial_work(tmp_path):

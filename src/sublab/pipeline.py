@@ -11,7 +11,6 @@ run directory (generate, filter, judge) and records the kept fraction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -210,10 +209,10 @@ def _prompt_seed(data: ChannelSpec) -> dict[str, int]:
 def stage_artifact(run: Run, stage: str) -> Artifact:
     """The artifact a finished run used for ``stage`` (from its manifest)."""
     name = run.manifest().get("stages", {}).get(stage)
-    if name is None or not (run.path / name).is_dir():
+    found = None if name is None else Artifact.finished(run.path / name)
+    if found is None:
         raise SublabError(f"run {run.path} has no finished {stage!r} stage: run its config first")
-    sidecar = json.loads((run.path / name / "sidecar.json").read_text())
-    return Artifact(run.path / name, sidecar["key"], sidecar, cached=True)
+    return found
 
 
 # ---------------------------------------------------------------- standalone generation

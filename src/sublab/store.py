@@ -170,6 +170,15 @@ class Artifact:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    @classmethod
+    def finished(cls, folder: Path) -> Artifact | None:
+        """The finished artifact in ``folder`` (its sidecar names the key), or None when the
+        folder has no readable sidecar."""
+        found = read_sidecar(folder)
+        if found is None or not isinstance(found.get("key"), str):
+            return None
+        return cls(folder, found["key"], found, cached=True)
+
 
 class Run:
     """A run directory: manifest, artifacts, and its row in the runs index."""
@@ -262,11 +271,12 @@ class Run:
 
     def find(self, stage: str) -> list[Artifact]:
         """Finished artifacts of a stage in this run, newest first."""
-        out = []
-        for d in sorted(self.path.glob(f"{stage}-*")):
-            if d.is_dir() and not d.name.endswith(".partial") and (d / SIDECAR).exists():
-                sc = json.loads((d / SIDECAR).read_text())
-                out.append(Artifact(d, sc["key"], sc, cached=True))
+        found = (
+            Artifact.finished(d)
+            for d in sorted(self.path.glob(f"{stage}-*"))
+            if not d.name.endswith(".partial")
+        )
+        out = [a for a in found if a is not None]
         return sorted(out, key=lambda a: a.sidecar.get("finished", ""), reverse=True)
 
     def build(
@@ -289,7 +299,10 @@ class Run:
         key = artifact_key(stage, spec, inputs, stage_version)
         final = self.artifact_dir(stage, key)
         if final.exists():
-            return Artifact(final, key, json.loads((final / SIDECAR).read_text()), cached=True)
+            done = _finished_sidecar(final, key)
+            if done is not None:
+                return Artifact(final, key, done, cached=True)
+            shutil.rmtree(final)  # its sidecar is gone or damaged: not finished
         shared = self.shared_dir(stage, key)
         found = _finished_sidecar(shared, key)
         if found is not None:  # finished: its files are the same
