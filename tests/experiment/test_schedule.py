@@ -32,6 +32,27 @@ def test_the_first_failure_propagates() -> None:
         run_jobs([Job("bad", int, ("not a number",)), Job("ok", len, ("x",))], workers=1)
 
 
+def test_a_failure_stops_the_jobs_still_running() -> None:
+    # "long" is running beside "bad" when "bad" fails: it is killed, not waited for
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_jobs([Job("long", time.sleep, (300,)), Job("bad", int, ("not a number",))], workers=2)
+    assert time.monotonic() - start < 120
+
+
+def test_workers_run_torch_on_one_thread() -> None:
+    import torch
+
+    assert run_jobs([Job("threads", torch.get_num_threads)], workers=2) == {"threads": 1}
+
+
+def test_drive_refuses_jobs_that_cannot_start() -> None:
+    from sublab.experiment.schedule import drive
+
+    with pytest.raises(RuntimeError, match="no job can start"):
+        drive([Job("a", len, needs=("b",))], {}, submit=id, wait_some=list, result=id)
+
+
 @pytest.mark.parametrize(
     ("jobs", "message"),
     [
@@ -100,3 +121,15 @@ def _cmdline(pid: int) -> bytes:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_pool_workers_caps_and_keeps_one_per_gpu() -> None:
+    import os
+
+    from sublab.experiment.run import pool_workers
+
+    assert pool_workers(8, ["cpu"], 3) == 3 and pool_workers(2, ["cuda"], 9) == 2
+    assert pool_workers(None, ["cpu", "cpu"], 1) == 1
+    assert pool_workers(None, ["cpu"], 64) == max(1, min(64, os.cpu_count() or 1))
+    # 'auto' is the CPU on a machine without CUDA; a CUDA device is refused there
+    assert pool_workers(None, ["auto"], 64) == pool_workers(None, ["cpu"], 64)

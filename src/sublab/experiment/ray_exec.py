@@ -152,41 +152,35 @@ def run_jobs_ray(
     A job that raises stops the run: its error propagates here (the original exception, with
     Ray's remote traceback chained), jobs not yet submitted are dropped and running ones are
     cancelled. ``on_done`` is called in this process as each job finishes."""
-    from sublab.experiment.schedule import check_jobs
+    from sublab.experiment.schedule import check_jobs, drive
 
     check_jobs(jobs)
     with ray_session(settings) as ray:
         remote = ray.remote(_in_worker)
         cwd = os.getcwd()
-        pending = list(jobs)
         running: dict[Any, Job] = {}
-        results: dict[str, Any] = {}
+
+        def submit(job: Job) -> Any:
+            cpus = job.num_cpus if job.num_cpus is not None else settings.num_cpus
+            gpus = job.num_gpus if job.num_gpus is not None else settings.num_gpus
+            task = remote.options(
+                name=job.name, num_cpus=cpus, num_gpus=gpus, max_retries=settings.max_retries
+            )
+            return task.remote(cwd, max(1, int(cpus)), job.fn, *job.args)
+
         try:
-            while pending or running:
-                for job in list(pending):
-                    if all(n in results for n in job.needs):
-                        pending.remove(job)
-                        cpus = job.num_cpus if job.num_cpus is not None else settings.num_cpus
-                        gpus = job.num_gpus if job.num_gpus is not None else settings.num_gpus
-                        task = remote.options(
-                            name=job.name,
-                            num_cpus=cpus,
-                            num_gpus=gpus,
-                            max_retries=settings.max_retries,
-                        )
-                        ref = task.remote(cwd, max(1, int(cpus)), job.fn, *job.args)
-                        running[ref] = job
-                finished, _ = ray.wait(list(running), num_returns=1)
-                for ref in finished:
-                    job = running.pop(ref)
-                    results[job.name] = _get(ray, ref)
-                    if on_done is not None:
-                        on_done(job, results[job.name])
+            return drive(
+                jobs,
+                running,
+                submit=submit,
+                wait_some=lambda refs: ray.wait(refs, num_returns=1)[0],
+                result=lambda ref: _get(ray, ref),
+                on_done=on_done,
+            )
         except BaseException:
             for ref in running:
                 ray.cancel(ref, force=True)
             raise
-    return results
 
 
 def _get(ray: Any, ref: Any) -> Any:

@@ -9,6 +9,7 @@ one process, or as jobs on worker processes (:mod:`sublab.experiment.schedule`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +55,26 @@ def family_base(spec: ExperimentSpec, seed: int) -> Model:
     return organism_model(spec.bases.family_organism(seed), f"family-{seed}")
 
 
-def seed_workers(spec: ExperimentSpec) -> int:
-    """How many seeds run side by side: the spec's ``workers``, or one per CPU core (CPU only)."""
-    if spec.workers is not None:
-        return min(spec.workers, len(spec.seeds))
+def pool_workers(requested: int | None, devices: Sequence[str], cap: int) -> int:
+    """Worker processes for ``cap`` pieces of work: ``requested`` when given, else one per CPU
+    core when every device is the CPU and 1 when any is a GPU (one model per worker would
+    crowd its memory); never more than ``cap``."""
+    if requested is not None:
+        return max(1, min(requested, cap))
     from sublab.backends.hf import resolve_device
 
-    if resolve_device(spec.backend.device).type != "cpu":
+    if any(resolve_device(d).type != "cpu" for d in devices):
         return 1
-    return max(1, min(len(spec.seeds), os.cpu_count() or 1))
+    return max(1, min(cap, os.cpu_count() or 1))
+
+
+def seed_workers(spec: ExperimentSpec) -> int:
+    """How many seeds run side by side: the spec's ``workers``, or one per CPU core (CPU only)."""
+    return pool_workers(spec.workers, [spec.backend.device], len(spec.seeds))
 
 
 def _seed_job(run_path: str, spec: ExperimentSpec, seed: int, unit: str) -> Collected:
-    import torch
-
-    torch.set_num_threads(1)
+    """One unit of one seed, in a worker (its torch threads set by the executor)."""
     out = Collected()
     run_seed(Run(run_path), spec, seed, out, {unit})
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,17 +73,72 @@ def check_jobs(jobs: list[Job]) -> None:
         left = [j for j in left if j.name not in done]
 
 
+def drive(
+    jobs: list[Job],
+    running: dict[Any, Job],
+    submit: Callable[[Job], Any],
+    wait_some: Callable[[list[Any]], Iterable[Any]],
+    result: Callable[[Any], Any],
+    limit: int | None = None,
+    on_done: Callable[[Job, Any], None] | None = None,
+) -> dict[str, Any]:
+    """The scheduling loop both executors share: submit each job whose needs are done (list
+    order is the priority; at most ``limit`` running), wait for some to finish, collect their
+    results, repeat. ``running`` maps each submitted handle to its job and is the caller's, so
+    that on an error the caller can stop what is still running; ``result(handle)`` raises a
+    job's error."""
+    pending = list(jobs)
+    results: dict[str, Any] = {}
+    while pending or running:
+        for job in list(pending):
+            if limit is not None and len(running) >= limit:
+                break
+            if all(n in results for n in job.needs):
+                pending.remove(job)
+                running[submit(job)] = job
+        if not running:
+            raise RuntimeError(f"no job can start: {[j.name for j in pending]}")
+        for handle in wait_some(list(running)):
+            job = running.pop(handle)
+            results[job.name] = result(handle)
+            if on_done is not None:
+                on_done(job, results[job.name])
+    return results
+
+
+def _stop_workers(pool: Any) -> None:
+    """Kill a process pool's workers (the jobs they run are abandoned)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
+def pool_initializer(parent: int) -> None:
+    """Worker initializer: die with ``parent`` (:func:`die_with_parent`) and run torch on one
+    thread (the workers share the cores; set before torch is first imported)."""
+    die_with_parent(parent)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    else:
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
 def run_jobs(
     jobs: list[Job],
     workers: int,
     on_done: Callable[[Job, Any], None] | None = None,
     ray: RaySettings | None = None,
 ) -> dict[str, Any]:
-    """Run ``jobs`` on ``workers`` spawned processes and return ``{name: result}``.
+    """Run ``jobs`` on ``workers`` spawned processes (one torch thread each) and return
+    ``{name: result}``.
 
     A free worker takes the first job in list order whose needs are done, so the list order is
-    the priority. The first job that raises stops the run: queued jobs are cancelled and the
-    error propagates. ``on_done`` is called in this process as each job finishes.
+    the priority. The first job that raises stops the run: jobs not started are dropped, the
+    running ones are killed and the error propagates. ``on_done`` is called in this process as
+    each job finishes.
 
     With ``ray`` settings the jobs run as Ray tasks instead (same contract, ``workers`` unused:
     the cluster's resources bound the parallelism); see :mod:`sublab.experiment.ray_exec`.
@@ -96,32 +151,27 @@ def run_jobs(
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     check_jobs(jobs)
-    pending = list(jobs)
+    workers = max(1, workers)
     running: dict[Future[Any], Job] = {}
-    results: dict[str, Any] = {}
-    ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        max_workers=max(1, workers),
-        mp_context=ctx,
-        initializer=die_with_parent,
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=pool_initializer,
         initargs=(os.getpid(),),
     )
-    with pool:
-        try:
-            while pending or running:
-                for job in list(pending):
-                    if len(running) >= workers:
-                        break
-                    if all(n in results for n in job.needs):
-                        pending.remove(job)
-                        running[pool.submit(job.fn, *job.args)] = job
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    results[job.name] = future.result()
-                    if on_done is not None:
-                        on_done(job, results[job.name])
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return results
+    try:
+        return drive(
+            jobs,
+            running,
+            submit=lambda job: pool.submit(job.fn, *job.args),
+            wait_some=lambda handles: wait(handles, return_when=FIRST_COMPLETED)[0],
+            result=lambda future: future.result(),
+            limit=workers,
+            on_done=on_done,
+        )
+    except BaseException:
+        if running:
+            _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -63,8 +63,8 @@ class SweepSpec(Spec):
     workers: int | None = Field(
         None,
         ge=1,
-        description="Local worker processes (one torch thread each). None: one per CPU core. "
-        "Unused with 'ray'.",
+        description="Local worker processes (one torch thread each). None: one per CPU core, "
+        "or 1 when a point samples on a GPU. Unused with 'ray'.",
     )
     ray: RaySettings | None = Field(
         None, description="Run the merged graph as Ray tasks (see docs/ray.md). None: locally."
@@ -257,15 +257,14 @@ def run_sweep(
 def _run_points(
     run: Run, spec: SweepSpec, points: list[ExperimentSpec], root: Path, config_text: str | None
 ) -> None:
-    import os
 
-    from sublab.experiment.run import collect, seed_jobs
+    from sublab.experiment.run import collect, pool_workers, seed_jobs
     from sublab.experiment.schedule import run_jobs
     from sublab.experiment.summary import write_report
 
     jobs, names = merge_graphs([(p.name, seed_jobs(run, p)) for p in points])
     console.print(f"sweep {spec.name}: {len(points)} points, {len(jobs)} jobs", markup=False)
-    workers = spec.workers or max(1, os.cpu_count() or 1)
+    workers = pool_workers(spec.workers, [p.backend.device for p in points], len(jobs))
     results = run_jobs(jobs, workers, ray=spec.ray)
     headlines = {}
     for p in points:
