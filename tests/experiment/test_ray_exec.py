@@ -3,6 +3,7 @@ processes on the machine are left alone; only what these tests start is shut dow
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -164,6 +165,15 @@ def test_a_local_instance_started_for_the_run_is_stopped_after(tmp_path: Path) -
             if temp.encode() in _cmdline(p) and p.name.isdigit()
         ]
         assert not left, f"Ray processes of the run outlived it: {left}"
+        # without temp_dir the session folder is made (under TMPDIR) and removed after
+        made_here = script.replace(f", temp_dir={temp!r}", "")
+        env = {**os.environ, "TMPDIR": temp}
+        out = subprocess.run(
+            [sys.executable, "-c", made_here], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "{'a': 4}" in out.stdout
+        assert not list(Path(temp).glob("sublab-ray-*")), "the session folder was left behind"
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 

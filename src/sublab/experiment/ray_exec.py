@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,8 +120,9 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
         "log_to_driver": True,
         "runtime_env": runtime_env or None,
     }
+    made = None
     if settings.address == "local":
-        temp = settings.temp_dir or tempfile.mkdtemp(prefix="sublab-ray-")
+        temp = settings.temp_dir or (made := tempfile.mkdtemp(prefix="sublab-ray-"))
         ray.init(address="local", num_cpus=settings.local_cpus, _temp_dir=temp, **kwargs)
     else:
         kwargs.pop("include_dashboard")
@@ -129,6 +131,8 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+        if made is not None:  # the session folder made here (its logs) goes with the session
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def _in_worker(cwd: str, threads: int, fn: Callable[..., Any], *args: Any) -> Any:
