@@ -167,6 +167,36 @@ def test_models_and_statistics_are_computed_once(organism: dict) -> None:
     )
 
 
+def test_reference_samples_come_from_the_cached_model(
+    organism: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference's own completions are sampled by the model the context already holds
+    (nothing is loaded again), and they are what a backend loading the reference would draw."""
+    import sublab.backends.hf as hf
+    from sublab.backends.base import ModelRef, SamplingSpec, chat
+    from sublab.backends.hf import HFBackend
+
+    ctx = context(organism, "teacher")
+    ctx.model(ctx.reference)  # loaded (and cached) by a detector before
+    loads: list[object] = []
+    real = hf.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(
+        hf.AutoModelForCausalLM,
+        "from_pretrained",
+        lambda *a, **k: loads.append(a) or real(*a, **k),
+    )
+    rows = ctx.reference_rows()
+    assert loads == [] and len(rows) == len(ctx.rows)
+    monkeypatch.undo()
+    fresh = HFBackend(ModelRef(path=ctx.reference), device="cpu")
+    fresh.show_progress = False
+    drawn = fresh.generate(
+        [chat(r["prompt"]) for r in rows], SamplingSpec(max_new_tokens=48, seed=ctx.seed)
+    )
+    assert [r["completion"] for r in rows] == drawn
+    assert ctx.reference_rows() is rows  # sampled once
+
+
 def test_missing_candidates_or_teacher_is_a_clear_error(organism: dict) -> None:
     ctx = AuditContext(in_memory(organism["rows"]["teacher"]), reference=organism["base"])
     with pytest.raises(SublabError, match="--teacher"):

@@ -151,12 +151,14 @@ class AuditContext:
         """The reference's own completions for the rows' prompts (sampled once, temperature 1,
         without the rows' system prompts)."""
         if self.reference_samples is None:
-            from sublab.backends import load_backend
-            from sublab.backends.base import BackendSettings, ModelRef, SamplingSpec, chat
+            from sublab.backends.base import ModelRef, SamplingSpec, chat
+            from sublab.backends.hf import HFBackend
 
-            backend = load_backend(
-                ModelRef(path=self.reference), BackendSettings(device=self.device)
-            )
+            # the cached reference samples: its weights are not loaded a second time
+            backend = HFBackend.around(
+                ModelRef(path=self.reference), self.model(self.reference), self.tokenizer(),
+                self.batch_size,
+            )  # fmt: skip
             backend.show_progress = False
             prompts = [r["prompt"] for r in self.rows.rows]
             outs = backend.generate(

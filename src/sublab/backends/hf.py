@@ -169,12 +169,32 @@ class HFBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
-        self.model = model.to(self.device).eval()
+        self._take(model.to(self.device).eval())
+
+    def _take(self, model: Any) -> None:
+        """Make ``model`` (on ``self.device``, in eval mode) the one this backend runs."""
+        self.model = model
         self._cache_arg = cache_argument(self.model)
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids: list[int] = sorted({eos} if isinstance(eos, int) else set(eos))
+
+    @classmethod
+    def around(cls, ref: ModelRef, model: Any, tokenizer: Any, batch_size: int = 64) -> HFBackend:
+        """A backend that runs a model already loaded (it stays on its device and dtype;
+        nothing is loaded again), e.g. an audit's cached reference."""
+        if batch_size < 1:
+            raise SublabError(f"batch_size must be >= 1 (got {batch_size})")
+        backend = cls.__new__(cls)
+        first = next(model.parameters())
+        backend.ref = ref
+        backend.device, backend.dtype = first.device, first.dtype
+        backend.batch_size = batch_size
+        backend.show_progress = True
+        backend.tokenizer = tokenizer
+        backend._take(model.eval())
+        return backend
 
     # ------------------------------------------------------------ prompts
 
