@@ -128,6 +128,11 @@ def _bar(show: bool, description: str, total: int) -> Iterator[Callable[[int], N
         yield lambda n: bar.advance(task, n)
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise SublabError(f"batch_size must be >= 1 (got {batch_size})")
+
+
 class HFBackend:
     """A transformers causal LM (optionally with a PEFT adapter) behind the Backend protocol.
 
@@ -147,8 +152,7 @@ class HFBackend:
             raise SublabError(
                 f"model {ref.path} has provider = {ref.provider!r}; HFBackend runs provider 'hf'"
             )
-        if batch_size < 1:
-            raise SublabError(f"batch_size must be >= 1 (got {batch_size})")
+        _check_batch_size(batch_size)
         self.ref = ref
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -184,8 +188,7 @@ class HFBackend:
     def around(cls, ref: ModelRef, model: Any, tokenizer: Any, batch_size: int = 64) -> HFBackend:
         """A backend that runs a model already loaded (it stays on its device and dtype;
         nothing is loaded again), e.g. an audit's cached reference."""
-        if batch_size < 1:
-            raise SublabError(f"batch_size must be >= 1 (got {batch_size})")
+        _check_batch_size(batch_size)
         backend = cls.__new__(cls)
         first = next(model.parameters())
         backend.ref = ref

@@ -33,19 +33,25 @@ def fmt_ci(ci: tuple[float, float] | None, signed: bool = False) -> str:
     return f"[{f(ci[0])}, {f(ci[1])}]"
 
 
+def _p_text(p: float) -> str:
+    """A p-value as shown: 'p = 0.025', or 'p < 0.001' below that."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def fmt_p(c: Comparison | None) -> str:
+    """The paired t-test's p-value, or why there is none."""
     if c is None:
         return ""
     if c.p_value is None:
         return c.note.split(";")[0] if c.note else "no p-value"
-    return "p < 0.001" if c.p_value < 0.001 else f"p = {c.p_value:.3f}"
+    return _p_text(c.p_value)
 
 
 def fmt_rank_p(c: Comparison | None) -> str:
     """The signed-rank p-value, formatted like :func:`fmt_p` (empty when there is none)."""
     if c is None or c.rank_p is None:
         return ""
-    return "p < 0.001" if c.rank_p < 0.001 else f"p = {c.rank_p:.3f}"
+    return _p_text(c.rank_p)
 
 
 def verdict(c: Comparison) -> str:
