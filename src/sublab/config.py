@@ -12,18 +12,41 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from sublab.errors import ConfigError
 from sublab.textfile import utf8_problem
 
 
 class Spec(BaseModel):
-    """Base of every spec: unknown keys are rejected and instances are immutable."""
+    """Base of every spec: unknown keys are rejected and instances are immutable.
+
+    ``keyless`` names fields added after a spec already keyed cached artifacts, with the
+    default that leaves them out of the spec's dump (and so out of every artifact key): older
+    caches stay valid until such a field is set.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    keyless: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _dump_without_keyless_defaults(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name, default in self.keyless.items():
+            if name in data and data[name] == default:
+                data.pop(name)
+        return data
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

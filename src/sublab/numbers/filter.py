@@ -40,9 +40,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from itertools import pairwise
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from sublab.config import Spec
 from sublab.filtering import FilterResult, apply_check
@@ -74,6 +74,8 @@ _UNICODE_DIGIT_RE = re.compile(r"(?![0-9])\d")
 
 class FilterSpec(Spec):
     """The number filter: the paper's rule plus banned numbers."""
+
+    keyless: ClassVar[dict[str, Any]] = {"mode": "sublab"}
 
     mode: Literal["sublab", "paper"] = Field(
         "sublab",
@@ -117,15 +119,6 @@ class FilterSpec(Spec):
                 "rule reads '007' as 7); drop it or use mode = 'sublab'"
             )
         return self
-
-    @model_serializer(mode="wrap")
-    def _omit_default_mode(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The default mode is left out of dumps, so content keys made before the field
-        existed still match."""
-        data: dict[str, Any] = handler(self)
-        if self.mode == "sublab":
-            data.pop("mode", None)
-        return data
 
 
 def _number_pattern(spec: FilterSpec, banned: Iterable[int] = ()) -> str:

@@ -8,21 +8,19 @@ distribution over the completion vocabulary). The defaults suit the tiny model o
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from sublab.config import Spec
-
-_KEYLESS_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "momentum": 0.0}
-"""Fields added after recipes keyed cached artifacts: left out of a recipe's dump (and so of
-every artifact key) while they hold these defaults, so older caches stay valid."""
 
 PAPER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class StudentRecipe(Spec):
     """How a student is fine-tuned on (prompt, completion) rows."""
+
+    keyless: ClassVar[dict[str, Any]] = {"optimizer": "adamw", "momentum": 0.0, "checkpoints": []}
 
     method: Literal["full", "lora"] = Field(
         "full",
@@ -93,11 +91,12 @@ class StudentRecipe(Spec):
     device: str = Field(
         "auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', …"
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "fast", "float32", "bfloat16"] = Field(
         "auto",
         description="Weight dtype while training. 'auto': float32 on CPU (bf16 matmul is slow "
-        "there); on CUDA float32 weights with bf16 autocast for full fine-tunes and bf16 base "
-        "weights (float32 adapters) for LoRA.",
+        "on most CPUs); on CUDA float32 weights with bf16 autocast for full fine-tunes and bf16 "
+        "base weights (float32 adapters) for LoRA. 'fast': the CUDA rule wherever bf16 "
+        "products are fast (CUDA, CPUs with AMX or avx512_bf16), float32 elsewhere.",
     )
     soft_temperature: float = Field(
         1.0,
@@ -112,22 +111,24 @@ class StudentRecipe(Spec):
         "model.",
     )
 
+    checkpoints: list[int] = Field(
+        default_factory=list,
+        description="The dose axis: optimizer steps after which the student is also saved "
+        "(LoRA: the adapter; full: the model) and evaluated; each is a row of the report's "
+        "dose table, beside the final model. Steps must increase and lie within the run.",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> StudentRecipe:
+        if any(b <= a for a, b in zip(self.checkpoints, self.checkpoints[1:], strict=False)):
+            raise ValueError("checkpoints: steps must increase, e.g. [16, 64, 256]")
+        if self.checkpoints and self.checkpoints[0] < 1:
+            raise ValueError("checkpoints: steps start at 1")
         if self.save != "merged" and self.method != "lora":
             raise ValueError(f"save = {self.save!r} needs method = 'lora'; use save = 'merged'")
         if self.momentum and self.optimizer != "sgd":
             raise ValueError("momentum is an SGD setting: set optimizer = 'sgd' or momentum = 0")
         return self
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The fields, less those of :data:`_KEYLESS_DEFAULTS` at their defaults."""
-        data: dict[str, Any] = handler(self)
-        for name, default in _KEYLESS_DEFAULTS.items():
-            if data.get(name) == default:
-                data.pop(name)
-        return data
 
     @classmethod
     def paper_qwen(cls, labels: Literal["hard", "soft"] = "hard", seed: int = 0) -> StudentRecipe:
