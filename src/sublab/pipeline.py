@@ -128,8 +128,13 @@ def trait_terms(trait: str | None) -> TraitTerms:
 
 
 def teacher_model(ref: ModelRef, label: str) -> Model:
-    """A teacher named by reference: its key covers the reference and its weight files."""
+    """A teacher named by reference: its key covers the reference and its weight files (for a
+    catalogued model, ``catalog:<name>``, its catalogue entry)."""
+    from sublab.catalog import catalog_model, is_catalog_path
     from sublab.datagen import weights_sha256
+
+    if is_catalog_path(ref.path):
+        return catalog_model(ref, label)
 
     weights = {"model": weights_sha256(ref.path) if ref.provider != "openai" else {}}
     if ref.adapter is not None:

@@ -2,8 +2,8 @@
 
 One module per command group: :mod:`.runs` (check, run, demo, runs, report), :mod:`.data`
 (generate, filter), :mod:`.audit` (audit, defend), :mod:`.models` (eval, serve, finetune,
-strength), :mod:`.organism` and :mod:`.mnist`. Flag defaults come from the spec classes
-(:func:`.common.default`).
+strength), :mod:`.catalog` (models list, models add), :mod:`.organism` and :mod:`.mnist`. Flag
+defaults come from the spec classes (:func:`.common.default`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from sublab.cli import audit, data, mnist, models, organism, runs
+from sublab.cli import audit, catalog, data, mnist, models, organism, runs
 from sublab.cli.common import print_error
 from sublab.errors import SublabError
 
@@ -22,7 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="sublab: reproduce, vary and audit subliminal learning.",
 )
-for group in (runs, data, audit, models, organism, mnist):
+for group in (runs, data, audit, models, catalog, organism, mnist):
     group.register(app)
 
 

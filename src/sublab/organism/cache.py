@@ -12,18 +12,16 @@ first one's result.
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sublab.organism.build import FORMAT_VERSION, METADATA, build_organism
 from sublab.organism.spec import OrganismSpec
-from sublab.store import hash_obj
+from sublab.store import file_lock, hash_obj
 
 if TYPE_CHECKING:
     from sublab.backends.base import Model
@@ -126,19 +124,6 @@ def is_built(path: str | Path) -> bool:
     return (Path(path) / METADATA).is_file()
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def ensure_organism(
     spec: OrganismSpec, cache_dir: str | Path | None = None, probe: bool = True
 ) -> Path:
@@ -146,7 +131,7 @@ def ensure_organism(
     path = organism_path(spec, cache_dir)
     if is_built(path):
         return path
-    with _file_lock(path.with_name(f".{path.name}.lock")):
+    with file_lock(path.with_name(f".{path.name}.lock")):
         if is_built(path):
             return path
         # a builder killed without cleanup leaves its work folder; we hold the lock, so any
