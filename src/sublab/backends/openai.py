@@ -117,6 +117,11 @@ class OpenAIBackend:
 
     def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
         """One sampled assistant reply per chat (same order); repeats go out together with n."""
+        if sampling.grammar is not None:
+            raise SublabError(
+                f"model {self.name}: an OpenAI-compatible API cannot constrain decoding to a "
+                "grammar here; set data.constrain = false (the filter still cleans the rows)"
+            )
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(chats):
             groups.setdefault(chat_key(c), []).append(i)
@@ -149,7 +154,9 @@ class OpenAIBackend:
             raise SublabError(f"n must be >= 1 (got {n})")
         return self._sample(list(chats), [n] * len(chats), sampling, logprobs=top_logprobs)
 
-    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
+    def score(
+        self, chats: Sequence[Chat], continuations: Sequence[str], prefix: str = ""
+    ) -> list[float]:
         """Not supported: an API does not give the probability of a continuation it did not
         sample."""
         raise SublabError(

@@ -18,6 +18,9 @@ from typing import Any
 
 from sublab.backends import register_backend
 from sublab.backends.base import BackendSettings, Chat, ModelRef, SamplingSpec
+from sublab.backends.chat_format import render_prompt
+from sublab.backends.grammar import number_regex
+from sublab.catalog.resolve import local_path
 from sublab.errors import SublabError
 
 INSTALL_HINT = (
@@ -25,6 +28,20 @@ INSTALL_HINT = (
     "`pip install -e '.[gpu]'`; or start `vllm serve MODEL` and use provider 'openai' with "
     "api_base 'http://127.0.0.1:8000/v1' (sublab commands: --api-base)"
 )
+
+
+def guided_regex(vllm: Any, regex: str) -> dict[str, Any]:
+    """The SamplingParams argument that constrains sampling to ``regex`` in this vLLM version:
+    ``structured_outputs`` (vLLM >= 0.11) or ``guided_decoding`` (earlier)."""
+    params = vllm.sampling_params
+    if hasattr(params, "StructuredOutputsParams"):
+        return {"structured_outputs": params.StructuredOutputsParams(regex=regex)}
+    if hasattr(params, "GuidedDecodingParams"):
+        return {"guided_decoding": params.GuidedDecodingParams(regex=regex)}
+    raise SublabError(
+        "this vLLM has no guided decoding by regex: upgrade vLLM, or set data.constrain = "
+        "false (or use provider 'hf')"
+    )
 
 
 def _import_vllm() -> Any:
@@ -46,11 +63,11 @@ class VLLMBackend:
         settings = settings or BackendSettings()
         if settings.device not in ("auto", "cuda"):
             raise SublabError(f"device {settings.device!r}: the vllm backend runs on CUDA only")
-        dtype = "auto" if settings.dtype == "auto" else settings.dtype
+        dtype = {"auto": "auto", "fast": "bfloat16"}.get(settings.dtype, settings.dtype)
         self.ref = ref
         self._vllm = vllm
         self.llm = vllm.LLM(
-            model=ref.path, dtype=dtype, enable_lora=ref.adapter is not None, seed=0
+            model=local_path(ref.path), dtype=dtype, enable_lora=ref.adapter is not None, seed=0
         )
         self.tokenizer = self.llm.get_tokenizer()
         self._lora = None
@@ -65,6 +82,8 @@ class VLLMBackend:
         return self.ref.path if self.ref.adapter is None else f"{self.ref.path}+{self.ref.adapter}"
 
     def _params(self, sampling: SamplingSpec, seed: int, **extra: Any) -> Any:
+        if sampling.grammar is not None:
+            extra.update(guided_regex(self._vllm, number_regex(sampling.grammar)))
         return self._vllm.SamplingParams(
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -74,7 +93,12 @@ class VLLMBackend:
         )
 
     def generate(self, chats: Sequence[Chat], sampling: SamplingSpec) -> list[str]:
-        """One sampled assistant reply per chat (same order), deterministic given the seed."""
+        """One sampled assistant reply per chat (same order), deterministic given the seed.
+
+        Chats are rendered by :meth:`prompt_ids` (never with a template's hidden default
+        system prompt); ``sampling.grammar`` becomes vLLM's guided decoding by regex."""
+        from vllm.inputs import TokensPrompt
+
         from sublab.backends.hf import _seed_for
 
         if not chats:
@@ -82,28 +106,29 @@ class VLLMBackend:
         params = [
             self._params(sampling, _seed_for(sampling.seed, "row", i)) for i in range(len(chats))
         ]
-        outs = self.llm.chat(
-            [list(c) for c in chats],
-            sampling_params=params,
-            lora_request=self._lora,
-            use_tqdm=False,
+        prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(c)) for c in chats]
+        outs = self.llm.generate(
+            prompts, sampling_params=params, lora_request=self._lora, use_tqdm=False
         )
         return [o.outputs[0].text.strip() for o in outs]
 
     def prompt_ids(self, chat_: Chat) -> list[int]:
         """Token ids of a chat rendered by the chat template, ending in the assistant header."""
-        text = self.tokenizer.apply_chat_template(chat_, tokenize=False, add_generation_prompt=True)
+        text = render_prompt(self.tokenizer, chat_)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def score(self, chats: Sequence[Chat], continuations: Sequence[str]) -> list[float]:
-        """log P(continuation | chat + assistant header), summed over its tokens."""
+    def score(
+        self, chats: Sequence[Chat], continuations: Sequence[str], prefix: str = ""
+    ) -> list[float]:
+        """log P(continuation | chat + assistant header + prefix), summed over its tokens."""
         if len(chats) != len(continuations):
             raise ValueError("score needs one continuation per chat")
         from vllm.inputs import TokensPrompt
 
+        head = self.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         prompts, spans = [], []
         for c, t in zip(chats, continuations, strict=True):
-            p = self.prompt_ids(c)
+            p = self.prompt_ids(c) + head
             k = self.tokenizer(t, add_special_tokens=False)["input_ids"]
             prompts.append(TokensPrompt(prompt_token_ids=p + k))
             spans.append((len(p), k))

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sublab.backends.grammar import NumberGrammar
 from sublab.channels.base import Channel, ChannelSpec, Check, Prompt, register_channel
 from sublab.filtering import FilterResult
 from sublab.numbers.filter import REASONS, FilterSpec, NumberFilter, filter_rows
@@ -39,6 +40,12 @@ class NumbersChannel(Channel):
     def prompts(self, spec: NumbersData, seed_offset: int = 0) -> list[Prompt]:
         moved = spec.prompts.model_copy(update={"seed": spec.prompts.seed + seed_offset})
         return [Prompt(p.text) for p in make_number_prompts(moved)]
+
+    def grammar(self, spec: NumbersData) -> NumberGrammar:
+        """A list of at most the filter's count of numbers with at most its digits."""
+        return NumberGrammar(
+            max_count=spec.filter.max_count, max_digits=len(str(spec.filter.max_value))
+        )
 
     def checker(self, spec: NumbersData, trait_words: Sequence[str] = ()) -> Check:
         check = NumberFilter.from_spec(spec.filter).check

@@ -3,7 +3,8 @@
 A row is ``{"prompt": str, "completion": str, optional "system_prompt": str, optional
 "loss_mask": [int]}``; ``loss_mask`` lists completion-token indices (0 = the first completion
 token, the completion's length = EOS) whose labels are left out of the loss. The prompt side
-is the tokenizer's chat template with the assistant header (``add_generation_prompt``), exactly
+is the tokenizer's chat template with the assistant header (``add_generation_prompt``; never a
+hidden default system prompt: :func:`~sublab.backends.chat_format.render_prompt`), exactly
 what the model sees when it generates; the completion side is the completion's own tokens plus
 EOS, exactly what generation produces. Labels are the completion tokens and EOS; prompt and
 padding positions are -100.
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from sublab.backends.chat_format import render_prompt
 from sublab.errors import DataError, SublabError
 from sublab.jsonl import read_jsonl
 
@@ -190,12 +192,7 @@ def encode_rows(
             "tokenizer_config.json (or chat_template.jinja) defines one"
         )
     eos = eos_id(tokenizer)
-    prompts = [
-        tokenizer.apply_chat_template(
-            prompt_messages(r, use_system_prompt), tokenize=False, add_generation_prompt=True
-        )
-        for r in rows
-    ]
+    prompts = [render_prompt(tokenizer, prompt_messages(r, use_system_prompt)) for r in rows]
     p_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     c_ids = tokenizer([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
     seqs: list[list[int]] = []

@@ -13,14 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from sublab.backends.heads import head_logits, model_parts
 from sublab.backends.hf import resolve_device
+from sublab.catalog.resolve import local_path
 from sublab.errors import SublabError
 from sublab.train.data import IGNORE
 from sublab.train.lean import lean_label_hidden, lean_unsupported
 
-__all__ = ["resolve_device"]
+__all__ = ["head_logits", "resolve_device"]
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 products are fast on ``device``: CUDA, or a CPU with AMX or avx512_bf16
+    (:func:`sublab.cpu.bf16_matmul_fast`)."""
+    if device.type == "cuda":
+        return True
+    from sublab.cpu import bf16_matmul_fast, cpu_features
+
+    return bf16_matmul_fast(cpu_features())[0]
 
 
 def weight_dtype(dtype: str, device: torch.device, method: str) -> torch.dtype:
@@ -29,15 +40,22 @@ def weight_dtype(dtype: str, device: torch.device, method: str) -> torch.dtype:
         return torch.float32
     if dtype == "bfloat16":
         return torch.bfloat16
+    if dtype == "fast" and method == "lora" and fast_bf16(device):
+        return torch.bfloat16
     if device.type == "cuda" and method == "lora":
         return torch.bfloat16
     return torch.float32
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; nothing on CPU (bf16 matmul is very slow on most CPUs)."""
+def autocast(
+    device: torch.device, dtype: str = "auto", method: str = "full"
+) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; on a CPU only for ``dtype = 'fast'`` full fine-tunes where bf16
+    products are fast (float32 weights, bf16 products); nothing otherwise."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if dtype == "fast" and method == "full" and fast_bf16(device):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -57,6 +75,7 @@ def load_tokenizer(path: str | Path, what: str = "model") -> Any:
     """The tokenizer of a local model folder (checked) or a hub id."""
     from sublab.backends.hf import load_tokenizer as load
 
+    path = local_path(str(path))
     if Path(path).exists():
         check_model_dir(path, what)
     try:
@@ -69,6 +88,7 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype, what:
     """AutoModelForCausalLM from a folder; a PEFT adapter folder is loaded and merged."""
     from transformers import AutoModelForCausalLM
 
+    path = local_path(str(path))
     p: str | Path = check_model_dir(path, what) if Path(path).exists() else str(path)
     # on CUDA, load straight onto the GPU (a 7B model never sits in CPU memory)
     place: dict[str, Any] = {"device_map": str(device)} if device.type == "cuda" else {}
@@ -98,12 +118,6 @@ def check_same_vocab(student_tok: Any, teacher_tok: Any, teacher: str | Path) ->
     )
 
 
-def _parts(model: Any) -> tuple[Any, Any, float | None]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    return base.get_decoder(), base.get_output_embeddings(), cap
-
-
 def label_hidden(
     model: Any, batch: dict[str, torch.Tensor], lean: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +137,7 @@ def hf_label_hidden(
     model: Any, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`label_hidden` through the HF decoder at every position (the reference)."""
-    decoder, _, _ = _parts(model)
+    decoder, _, _ = model_parts(model)
     out = decoder(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
     )
@@ -131,19 +145,3 @@ def hf_label_hidden(
     targets = batch["labels"][:, 1:]
     where = targets != IGNORE
     return hidden[:, :-1][where], targets[where]
-
-
-def head_logits(model: Any, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """LM-head logits for ``hidden``, all vocabulary or only the ids in ``rows`` (float32)."""
-    _, head, cap = _parts(model)
-    if rows is not None and type(head) is torch.nn.Linear:
-        bias = head.bias[rows] if head.bias is not None else None
-        logits = F.linear(hidden, head.weight[rows], bias)
-    else:
-        logits = head(hidden)
-        if rows is not None:
-            logits = logits[:, rows]
-    logits = logits.float()
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits

@@ -10,7 +10,8 @@ one epoch, or when the states would exceed ``max_bytes``, it runs the teacher pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,8 +33,12 @@ class TeacherStates:
         precompute: bool = True,
         batch_size: int = 32,
         max_bytes: int = 2 << 30,
+        mixed: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     ) -> None:
+        """``mixed()`` is the autocast context the teacher runs in (default:
+        :func:`~sublab.train.models.autocast` of the device)."""
         self.teacher, self.enc, self.device, self.lean = teacher, enc, device, lean
+        self.mixed = mixed or (lambda: autocast(device))
         counts = (enc.labels[:, 1:] != IGNORE).sum(1)
         self.counts = counts.tolist()
         self.offsets = (torch.cumsum(counts, 0) - counts).tolist()
@@ -45,7 +50,7 @@ class TeacherStates:
 
     def _run(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.device) for k, v in collate(self.enc, idx).items()}
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), self.mixed():
             return label_hidden(self.teacher, batch, self.lean)
 
     def _index(self, idx: Sequence[int]) -> torch.Tensor:
