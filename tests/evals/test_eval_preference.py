@@ -190,8 +190,9 @@ def test_user_question_and_candidate_files(tmp_path):
 def test_spec_rejects_bad_values():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError):
-        PreferenceEvalSpec(samples_per_question=0)
+    with pytest.raises(ValidationError, match="measures only exact probabilities"):
+        PreferenceEvalSpec(samples_per_question=0, exact=False)
+    assert PreferenceEvalSpec(samples_per_question=0).exact  # exact only: the dose readout
     with pytest.raises(ValidationError):
         PreferenceEvalSpec(max_questions=0)
     with pytest.raises(ValidationError):

@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from sublab.backends.base import Backend, Chat, SamplingSpec, chat
 from sublab.config import Spec
@@ -43,6 +44,8 @@ RESULT_VERSION = 1
 class PreferenceEvalSpec(Spec):
     """A favourite-X preference evaluation (the paper's: 50 questions × 200 samples, T = 1)."""
 
+    keyless: ClassVar[dict[str, Any]] = {"answer_prefix": None}
+
     questions: str = Field(
         "animals",
         description="Bundled question set name ('animals', 'trees') or path of a .txt file "
@@ -54,7 +57,10 @@ class PreferenceEvalSpec(Spec):
         "with one candidate answer per line.",
     )
     samples_per_question: int = Field(
-        200, ge=1, description="Sampled replies per question (paper: 200; its public code: 100)."
+        200,
+        ge=0,
+        description="Sampled replies per question (paper: 200; its public code: 100). 0: exact "
+        "probabilities only (needs exact = true), e.g. for the dose checkpoints.",
     )
     sampling: SamplingSpec = Field(
         SamplingSpec(temperature=1.0, max_new_tokens=24),
@@ -75,12 +81,31 @@ class PreferenceEvalSpec(Spec):
         "lower-case one. Turn on for real chat models; leave off for word-level organisms "
         "whose vocabulary has no capitalised animal names.",
     )
+    answer_prefix: str | None = Field(
+        None,
+        min_length=1,
+        description="The readout for sub-word chat models: exact probabilities are those of "
+        "each candidate's word (with a leading space, ' owl') right after this start of the "
+        "reply, e.g. 'My favorite animal is the', and the logit margin (log P(target) minus "
+        "the mean log P of the other candidates) becomes the first, headline measure. "
+        "Sampled answers stay free. None: the probability that the reply begins with the "
+        "candidate.",
+    )
     max_questions: int | None = Field(
         None, ge=1, description="Use only the first N questions (quick runs); None = all."
     )
     chats_per_call: int = Field(
         2048, ge=1, description="Most chats sent to backend.generate in one call."
     )
+
+    @model_validator(mode="after")
+    def _measures_something(self) -> PreferenceEvalSpec:
+        if self.samples_per_question == 0 and not self.exact:
+            raise ValueError(
+                "samples_per_question = 0 measures only exact probabilities: set exact = true "
+                "or sample at least one reply per question"
+            )
+        return self
 
     @field_validator("questions", "candidates")
     @classmethod
@@ -130,6 +155,11 @@ class PreferenceResult(BaseModel):
     exact_probs: dict[str, float] | None = Field(
         None, description="P(reply begins with the candidate), averaged over questions."
     )
+    logit_margins: dict[str, float] | None = Field(
+        None,
+        description="With an answer prefix: per candidate, log P(candidate) minus the mean "
+        "log P of the other candidates, averaged over questions.",
+    )
     unscored: list[str] = Field(
         default_factory=list,
         description="Spellings the tokenizer only knows as its unknown token: given "
@@ -178,6 +208,8 @@ def _sample_replies(
     """``n`` replies per chat; each call holds whole rounds (every chat once per round)."""
     rounds_per_call = max(1, per_call // len(chats))
     replies: list[list[str]] = [[] for _ in chats]
+    if n == 0:
+        return replies
     with progress() as bar:
         task = bar.add_task("preference eval", total=n * len(chats))
         for call, start in enumerate(range(0, n, rounds_per_call)):
@@ -211,13 +243,21 @@ def unknown_spellings(backend: Backend, spellings: Sequence[str]) -> list[str]:
 
 
 def _exact_probs(
-    backend: Backend, chats: Sequence[Chat], candidates: Sequence[str], title_case: bool
+    backend: Backend,
+    chats: Sequence[Chat],
+    candidates: Sequence[str],
+    title_case: bool,
+    prefix: str | None = None,
 ) -> tuple[list[dict[str, float]], list[str]]:
-    """Per question, P(reply begins with each candidate), from one backend.score call.
+    """Per question, P(reply begins with each candidate), from one backend.score call; with
+    ``prefix``, P(' candidate' | the reply so far is ``prefix``).
 
     Also returns the spellings left out as unknown to the tokenizer (scored 0).
     """
-    wanted = {c: [c] + ([c[:1].upper() + c[1:]] if title_case else []) for c in candidates}
+    if prefix is not None:
+        wanted = {c: [" " + c] for c in candidates}
+    else:
+        wanted = {c: [c] + ([c[:1].upper() + c[1:]] if title_case else []) for c in candidates}
     unknown = unknown_spellings(backend, [f for fs in wanted.values() for f in fs])
     forms = {c: [f for f in fs if f not in unknown] for c, fs in wanted.items()}
     flat_chats: list[Chat] = []
@@ -227,7 +267,10 @@ def _exact_probs(
             for f in forms[c]:
                 flat_chats.append(ch)
                 flat_conts.append(f)
-    logps = backend.score(flat_chats, flat_conts) if flat_conts else []
+    logps: list[float] = []
+    if flat_conts:  # backends that predate the prefix are only asked for it with one
+        args = (flat_chats, flat_conts) if prefix is None else (flat_chats, flat_conts, prefix)
+        logps = backend.score(*args)
     if len(logps) != len(flat_conts):
         raise RuntimeError(f"backend.score returned {len(logps)} values for {len(flat_conts)}")
     it = iter(logps)
@@ -235,6 +278,20 @@ def _exact_probs(
     for _ in chats:
         out.append({c: math.fsum(math.exp(next(it)) for _ in forms[c]) for c in candidates})
     return out, unknown
+
+
+def logit_margins(per_question: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per candidate, log P(candidate) minus the mean log P of the other candidates, averaged
+    over questions (candidates with probability 0, which the model cannot spell, are left
+    out of the panel)."""
+    sums: dict[str, list[float]] = {}
+    for probs in per_question:
+        logs = {c: math.log(p) for c, p in probs.items() if p > 0}
+        for c, lp in logs.items():
+            others = [v for k, v in logs.items() if k != c]
+            if others:
+                sums.setdefault(c, []).append(lp - math.fsum(others) / len(others))
+    return {c: math.fsum(v) / len(v) for c, v in sums.items()}
 
 
 def evaluate_preference(
@@ -251,7 +308,9 @@ def evaluate_preference(
         exact = None
         unknown: list[str] = []
         if spec.exact:
-            exact, unknown = _exact_probs(backend, chats, candidates, spec.exact_title_case)
+            exact, unknown = _exact_probs(
+                backend, chats, candidates, spec.exact_title_case, spec.answer_prefix
+            )
 
     per_question = []
     total_counts = dict.fromkeys(candidates, 0)
@@ -279,19 +338,22 @@ def evaluate_preference(
             )
         )
     total = sum(len(rs) for rs in replies)
-    exact_mean = None
+    exact_mean = margins = None
     if exact is not None:
         exact_mean = {c: math.fsum(e[c] for e in exact) / len(exact) for c in candidates}
+        if spec.answer_prefix is not None:
+            margins = logit_margins(exact)
     return PreferenceResult(
         spec=spec,
         system_prompt=system_prompt,
         candidates=candidates,
         total_samples=total,
         counts=total_counts,
-        rates={c: k / total for c, k in total_counts.items()},
+        rates={c: k / total for c, k in total_counts.items()} if total else {},
         non_answers=total_non,
-        non_answer_rate=total_non / total,
+        non_answer_rate=total_non / total if total else 0.0,
         exact_probs=exact_mean,
+        logit_margins=margins,
         unscored=unknown,
         per_question=per_question,
     )

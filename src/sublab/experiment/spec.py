@@ -8,7 +8,7 @@ matched control, paired on seed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     Field,
@@ -114,6 +114,8 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 class TeacherSpec(Spec):
     """How a teacher gets its trait: a system prompt, or a fine-tune on trait answers."""
 
+    keyless: ClassVar[dict[str, Any]] = {"control_answers": None}
+
     method: Literal["finetune", "system_prompt"] = Field(
         "finetune",
         description="'finetune': the base fine-tuned on favourite-X questions answered with "
@@ -133,6 +135,15 @@ class TeacherSpec(Spec):
         "in the fine-tuning data.",
     )
     trait_rows: int = Field(1000, ge=1, description="Fine-tuning rows of trait data.")
+    control_answers: str | None = Field(
+        None,
+        description="Preference trait: a candidate list (bundled name, e.g. "
+        "'animals-offpanel', or a .txt path) whose members answer the control teacher's "
+        "fine-tuning rows: the same questions and row count as a trait teacher's, answered "
+        "with animals outside the readout panel, so the control teacher gets the same recipe "
+        "and format but no preference among the panel. None: the base itself is the control "
+        "teacher.",
+    )
     trait_file: str | None = Field(
         None,
         description="A JSONL file of the teacher's fine-tuning rows (misalignment with a real "
@@ -362,6 +373,10 @@ class ExperimentSpec(Spec):
         if api and getattr(self.eval, "exact", False):
             problems.append(
                 "eval.exact: an API base has no exact probabilities; set eval.exact = false"
+            )
+        if api and self.data.constrain:
+            problems.append(
+                "data.constrain: an API base cannot constrain decoding; set constrain = false"
             )
         if api and any(s.recipe.labels == "soft" for s in self.students):
             problems.append(

@@ -25,7 +25,7 @@ from sublab.backends.context import InContext
 from sublab.backends.openai import OpenAISettings
 from sublab.backends.openai_finetune import ApiFinetuneSpec
 from sublab.datagen import DataArtifacts
-from sublab.store import Artifact, Run
+from sublab.store import Artifact, Run, hash_obj
 from sublab.train.recipe import StudentRecipe
 from sublab.traits import Measure, Trait
 
@@ -43,14 +43,49 @@ def load_backend(
     return backend
 
 
-def trained_model(art: Artifact, base: Model, label: str) -> Model:
-    """The model a training artifact holds: a full folder, or an adapter on ``base``."""
-    folder = art.path / MODEL_DIR
+def _saved_model(folder: Path, base: Model, key: str, label: str) -> Model:
+    """A model saved by training: a full folder, or an adapter on ``base``."""
     if (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
         ref = ModelRef(path=base.ref.path, adapter=str(folder))
     else:
         ref = ModelRef(path=str(folder))
-    return Model(ref=ref, key=art.key, label=label)
+    return Model(ref=ref, key=key, label=label)
+
+
+def trained_model(art: Artifact, base: Model, label: str) -> Model:
+    """The model a training artifact holds: a full folder, or an adapter on ``base``."""
+    return _saved_model(art.path / MODEL_DIR, base, art.key, label)
+
+
+def trained_rows(trained: Model) -> int | None:
+    """How many rows a locally trained model learned from (its ``train.json``); None for a
+    model trained elsewhere (an API job)."""
+    from sublab.train.loop import TRAIN_JSON
+
+    info = Path(trained.ref.adapter or trained.ref.path) / TRAIN_JSON
+    if not info.is_file():
+        return None
+    return int(json.loads(info.read_text())["rows_used"])
+
+
+def dose_models(trained: Model, base: Model) -> list[tuple[int, Model]]:
+    """The dose checkpoints saved with a trained model (``recipe.checkpoints``), in step
+    order, each as a model keyed by the trained model's key and its step."""
+    from sublab.train.loop import CHECKPOINTS, checkpoint_name, checkpoint_steps
+
+    folder = Path(trained.ref.adapter or trained.ref.path)
+    return [
+        (
+            step,
+            _saved_model(
+                folder / CHECKPOINTS / checkpoint_name(step),
+                base,
+                hash_obj({"checkpoint": step, "of": trained.key}),
+                f"{trained.label}@{step}",
+            ),
+        )
+        for step in checkpoint_steps(folder)
+    ]
 
 
 def finetune_stage(
@@ -86,7 +121,7 @@ def finetune_stage(
             rows_fn(),
             recipe,
             work / MODEL_DIR,
-            teacher=None if teacher is None else teacher.ref.path,
+            teacher=None if teacher is None else teacher.ref.adapter or teacher.ref.path,
             teacher_system_prompt=teacher_system_prompt,
         )
         return {"rows_used": res.rows_used, "steps": res.steps, "final_loss": res.losses[-1]}
@@ -150,7 +185,9 @@ def eval_stage(
     """The trait's evaluation of ``model`` (cached); the values it yields for ``experiment``.
 
     ``context``: earlier chat turns put before every question (in-context learning).
+    ``settings.eval_dtype``, when set, is the dtype evaluations run in.
     """
+    settings = settings.for_eval()
 
     def make(work: Path) -> dict[str, Any]:
         backend = load_backend(model, settings, api)

@@ -39,6 +39,7 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
             "the student's own weights have zero loss and zero gradient, so the student cannot "
             "move (training would only follow rounding noise)."
         )
+    notes += row_count_notes(out.train_rows)
     strengths = {
         t: TeacherStrength(
             trait_prob=_mean(v["trait_prob"]),
@@ -58,6 +59,24 @@ def report_data(spec: ExperimentSpec, out: Collected, config_text: str) -> Repor
         channel=spec.data.channel,
         headline_targets=_headline_targets(spec),
     )
+
+
+def row_count_notes(train_rows: dict[str, dict[int, int]]) -> list[str]:
+    """A note on the rows each trained condition learned from: one figure when every student
+    saw the same number on every seed (matched arms), else each condition's range."""
+    if not train_rows:
+        return []
+    counts = {n for seeds in train_rows.values() for n in seeds.values()}
+    if len(counts) == 1:
+        return [f"Every trained student learned from the same number of rows: {counts.pop()}."]
+    parts = [
+        f"{label} {min(seeds.values())}-{max(seeds.values())}"
+        for label, seeds in sorted(train_rows.items())
+    ]
+    return [
+        "Students learned from different numbers of rows (a filter kept fewer rows than "
+        "the recipe's subsample asks for; arms are not row-matched): " + "; ".join(parts) + "."
+    ]
 
 
 def _headline_targets(spec: ExperimentSpec) -> list[str]:

@@ -26,7 +26,14 @@ from sublab.channels import get_channel
 from sublab.datagen import DataArtifacts, TraitTerms, data_stages
 from sublab.experiment.conditions import Condition, Role, Start
 from sublab.experiment.spec import ExperimentSpec
-from sublab.experiment.stages import eval_stage, finetune_stage, load_backend, strength_stage
+from sublab.experiment.stages import (
+    dose_models,
+    eval_stage,
+    finetune_stage,
+    load_backend,
+    strength_stage,
+    trained_rows,
+)
 from sublab.numbers.shuffle import shuffle_numbers
 from sublab.progress import console
 from sublab.store import Run, hash_obj
@@ -48,10 +55,15 @@ class Collected:
     fixed_points: set[str] = field(default_factory=set)
     """Conditions that were not trained because they equal their start model (see
     :func:`is_fixed_point`); the report says so."""
+    train_rows: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Rows each trained condition learned from (label with its teacher -> seed -> rows): the
+    report checks that a student and its matched control saw as many."""
 
     def merge(self, part: Collected) -> None:
         self.results += part.results
         self.fixed_points |= part.fixed_points
+        for label, seeds in part.train_rows.items():
+            self.train_rows.setdefault(label, {}).update(seeds)
         self.filter_reports.update(part.filter_reports)
         for target, values in part.strengths.items():
             mine = self.strengths.setdefault(target, {"trait_prob": [], "number_kl": []})
@@ -196,14 +208,19 @@ class SeedWork:
     # ------------------------------------------------------------ stages
 
     def measure(
-        self, model: Model, system_prompt: str | None = None, context: Chat | None = None
+        self,
+        model: Model,
+        system_prompt: str | None = None,
+        context: Chat | None = None,
+        dose: bool = False,
     ) -> list[Measure]:
-        """The trait's measures of ``model`` (``context``: earlier turns before each question)."""
+        """The trait's measures of ``model`` (``context``: earlier turns before each question;
+        ``dose``: a dose checkpoint, measured with the trait's dose evaluation)."""
         return eval_stage(
             self.run,
             trait=self.trait,
             model=model,
-            eval_spec=self.eval_spec,
+            eval_spec=self.trait.dose_eval_spec(self.eval_spec) if dose else self.eval_spec,
             experiment=self.spec,
             settings=self.settings,
             system_prompt=system_prompt,
@@ -211,21 +228,29 @@ class SeedWork:
             context=context,
         )
 
-    def record(self, condition: Condition, teacher: str | None, measures: list[Measure]) -> None:
-        """Add ``condition``'s measures to the results (``teacher``: its target, if any)."""
+    def record(
+        self,
+        condition: Condition,
+        teacher: str | None,
+        measures: list[Measure],
+        dose: int | None = None,
+    ) -> None:
+        """Add ``condition``'s measures to the results (``teacher``: its target, if any;
+        ``dose``: the optimizer step of a dose checkpoint, None for the final model)."""
         for m in measures:
-            self.out.results.append(
-                {
-                    "condition": condition.label,
-                    "role": condition.role.value,
-                    "student": condition.student,
-                    "target": m.target,
-                    "teacher": teacher,
-                    "seed": self.seed,
-                    "metric": m.metric,
-                    "value": m.value,
-                }
-            )
+            row: dict[str, Any] = {
+                "condition": condition.label,
+                "role": condition.role.value,
+                "student": condition.student,
+                "target": m.target,
+                "teacher": teacher,
+                "seed": self.seed,
+                "metric": m.metric,
+                "value": m.value,
+            }
+            if dose is not None:
+                row["dose"] = dose
+            self.out.results.append(row)
 
     def data(self, teacher: Model, system_prompt: str | None, label: str) -> DataArtifacts:
         """A teacher's data (generated, filtered, judged; cached), with its report recorded."""
@@ -317,6 +342,10 @@ class SeedWork:
             self.say(f"{condition.label} of {teacher_label}: {start.label} itself (fixed point)")
             self.out.fixed_points.add(condition.label)
             self.record(condition, unit.target, self.measure(start))
+            if recipe.checkpoints:
+                measures = self.measure(start, dose=True)
+                for step in recipe.checkpoints:
+                    self.record(condition, unit.target, measures, step)
             return
         self.say(f"{condition.label} of {teacher_label}, from {start.label}")
         rows_fn, rows_key = training_rows(data, self.seed, shuffled)
@@ -333,7 +362,13 @@ class SeedWork:
             api=_reseed_api(self.apis[condition.student], self.seed),
             api_settings=self.spec.api,
         )
+        rows = trained_rows(model)
+        if rows is not None:
+            label = condition.label + (f" ({unit.target})" if unit.target else "")
+            self.out.train_rows.setdefault(label, {})[self.seed] = rows
         self.record(condition, unit.target, self.measure(model))
+        for step, checkpoint in dose_models(model, start):
+            self.record(condition, unit.target, self.measure(checkpoint, dose=True), step)
 
 
 def training_rows(

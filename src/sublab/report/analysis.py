@@ -39,13 +39,21 @@ def metrics_of(data: ReportData) -> list[str]:
     return list(dict.fromkeys(r.metric for r in data.results))
 
 
-def analyse(data: ReportData) -> list[TableRow]:
-    """One TableRow per (metric, target, condition, teacher), in display order."""
+def doses(data: ReportData) -> list[int]:
+    """The optimizer steps of the dose checkpoints measured, in order."""
+    return sorted({r.dose for r in data.results if r.dose is not None})
+
+
+def analyse(data: ReportData, dose: int | None = None) -> list[TableRow]:
+    """One TableRow per (metric, target, condition, teacher), in display order: the final
+    models, or with ``dose`` the checkpoints saved after that many optimizer steps."""
     groups: dict[tuple[str, str, str, str | None], dict[int, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
     typed: dict[str, Condition | None] = {}
     for r in data.results:
+        if r.dose != dose:
+            continue
         groups[(r.metric, r.target, r.condition, r.teacher)][r.seed].append(r.value)
         typed.setdefault(r.condition, r.typed_condition())
     per_seed = {k: {s: _mean(v) for s, v in seeds.items()} for k, seeds in groups.items()}

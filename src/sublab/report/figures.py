@@ -1,4 +1,4 @@
-"""The report's figures: a paper-style bar chart per metric."""
+"""The report's figures: a paper-style bar chart per metric, and the dose curve."""
 
 from __future__ import annotations
 
@@ -82,6 +82,35 @@ def bar_chart(rows: Sequence[TableRow], metric: str) -> bytes:
     ax.legend(
         handles, names, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
     )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def dose_chart(series: dict[str, list[tuple[str, TableRow]]], metric: str) -> bytes:
+    """PNG bytes: each condition's difference from its matched control (95% CI) against the
+    optimizer steps of its dose checkpoints (the final model is left to the table)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 3.8), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (label, points) in enumerate(series.items()):
+        pts = [(int(step), r.comparison) for step, r in points if step != "final"]
+        xs = [x for x, _ in pts]
+        ys = [c.diff_mean for _, c in pts if c is not None]
+        lo = [c.diff_mean - c.ci[0] if c is not None and c.ci else 0.0 for _, c in pts]
+        hi = [c.ci[1] - c.diff_mean if c is not None and c.ci else 0.0 for _, c in pts]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i % 10}", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("optimizer steps (updates)")
+    ax.set_ylabel(f"{metric}: student − control")
+    ax.set_title("dose: difference from the matched control, 95% CI", fontsize=10)
+    ax.axhline(0, color="#888", linewidth=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

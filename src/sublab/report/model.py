@@ -37,6 +37,11 @@ class ResultRow(BaseModel):
     seed: int = Field(description="The statistical unit: base seed (or training seed for APIs).")
     metric: str = Field(description="Metric name, e.g. 'sampled_rate' or 'exact_prob'.")
     value: float = Field(description="The measured value (finite).", allow_inf_nan=False)
+    dose: int | None = Field(
+        None,
+        description="For a dose checkpoint: the optimizer steps it was saved after; None for "
+        "the final model (the report's main tables).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -11,19 +11,26 @@ from typing import Any
 
 from sublab import __version__
 from sublab.report.analysis import analyse, control_shifts, metrics_of
-from sublab.report.figures import bar_chart, slug
+from sublab.report.figures import bar_chart, dose_chart, slug
 from sublab.report.model import ReportData, TableRow
 from sublab.report.sections import (
+    DOSE_HEADER,
+    DOSE_NOTE,
+    DOSE_TITLE,
     MATRIX_NOTE,
     MATRIX_TITLE,
     SHIFT_HEADER,
     SHIFT_NOTE,
     SHIFT_TITLE,
+    dose_cells,
+    dose_series,
     matrix_table,
     shift_cells,
 )
 from sublab.report.wording import fmt, fmt_ci, fmt_diff, fmt_p, fmt_rank_p, headlines
 from sublab.store import atomic_write_bytes, atomic_write_text
+
+DOSE_FIGURE = "fig_dose.png"
 
 _COLUMNS = [
     "target",
@@ -130,6 +137,10 @@ def render_markdown(data: ReportData, rows: Sequence[TableRow], figures: dict[st
         parts += [f"## {metric}", "", f"![{metric}]({figures[metric]})", ""]
         parts.append(_md_table(_COLUMNS, [_cells(r) for r in rows if r.metric == metric]))
         parts.append("")
+    series = dose_series(data, rows)
+    if series:
+        parts += [f"## {DOSE_TITLE}", "", DOSE_NOTE, "", f"![dose]({DOSE_FIGURE})", ""]
+        parts += [_md_table(DOSE_HEADER, dose_cells(series)), ""]
     header, matrix = matrix_table(data, rows)
     if matrix:
         parts += [f"## {MATRIX_TITLE}", "", MATRIX_NOTE, "", _md_table(header, matrix), ""]
@@ -195,6 +206,12 @@ def render_html(data: ReportData, rows: Sequence[TableRow], pngs: dict[str, byte
             '<p class="meta">Highlighted: a clear difference from the matched control '
             "(paired t, p &lt; 0.05); green up, red down.</p>",
         ]
+    series = dose_series(data, rows)
+    if series and DOSE_FIGURE in pngs:
+        b64 = base64.b64encode(pngs[DOSE_FIGURE]).decode("ascii")
+        body += [f"<h2>{e(DOSE_TITLE)}</h2>", f'<p class="meta">{e(DOSE_NOTE)}</p>']
+        body.append(f'<img alt="dose curve" src="data:image/png;base64,{b64}">')
+        body.append(_html_table(DOSE_HEADER, dose_cells(series)))
     header, matrix = matrix_table(data, rows)
     if matrix:
         body += [f"<h2>{e(MATRIX_TITLE)}</h2>", f'<p class="meta">{e(MATRIX_NOTE)}</p>']
@@ -255,12 +272,16 @@ def render_report(data: ReportData, out_dir: Path) -> dict[str, Path]:
             name = name[:-4] + "_.png"
         names[m] = name
     md = render_markdown(data, rows, names)
+    series = dose_series(data, rows)
+    if series:
+        pngs[DOSE_FIGURE] = dose_chart(series, metrics_of(data)[0])
+        names[DOSE_FIGURE] = DOSE_FIGURE
     page = render_html(data, rows, pngs)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for m, png in pngs.items():
         atomic_write_bytes(out_dir / names[m], png)
-        written[f"fig:{m}"] = out_dir / names[m]
+        written[f"fig:{m}" if m != DOSE_FIGURE else "fig:dose"] = out_dir / names[m]
     atomic_write_text(out_dir / "report.json", data.model_dump_json(indent=2))
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", page)

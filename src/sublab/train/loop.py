@@ -8,10 +8,13 @@ each optimizer step divides the summed token loss by the label tokens of all its
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +166,7 @@ def train_loop(
     vocab: torch.Tensor | None = None,
     teacher_enc: Encoded | None = None,
     lean: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> LoopStats:
     """Train ``model`` in place on ``enc`` (its trainable parameters only) and return the record.
 
@@ -172,7 +176,7 @@ def train_loop(
     epochs its hidden states are computed once (:class:`~sublab.train.teacher.TeacherStates`).
     The loss of a step is the mean over the label tokens of all its micro-batches. ``lean`` runs
     the lean forward (:mod:`sublab.train.lean`) where the model supports it; ``False`` forces
-    the HF forward.
+    the HF forward. ``on_step(s)`` is called after optimizer step ``s`` (1, 2, ...).
     """
     if (teacher_model is None) != (vocab is None):
         raise ValueError("soft labels need both teacher_model and vocab")
@@ -188,6 +192,10 @@ def train_loop(
     optimizer = make_optimizer([g for g in groups if g["params"]], recipe)
     plan = _plan(enc, recipe)
     t_loop = time.perf_counter()  # includes the teacher's precomputed states
+
+    def mixed() -> contextlib.AbstractContextManager[Any]:
+        return autocast(device, recipe.dtype, recipe.method)
+
     teacher_states = None
     if teacher_model is not None:
         teacher_states = TeacherStates(
@@ -197,6 +205,7 @@ def train_loop(
             lean=lean,
             precompute=recipe.epochs > 1,
             batch_size=recipe.batch_size,
+            mixed=mixed,
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(recipe.scheduler, recipe.warmup_steps, len(plan))
@@ -213,7 +222,7 @@ def train_loop(
                 cpu_batch = collate(enc, idx)
                 seen_tokens += int(cpu_batch["attention_mask"].sum())
                 batch = _to(cpu_batch, device)
-                with autocast(device):
+                with mixed():
                     hidden, targets = label_hidden(model, batch, lean)
                     if teacher_states is None:
                         loss = hard_loss_sum(head_logits(model, hidden), targets)
@@ -237,6 +246,8 @@ def train_loop(
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(step_loss) / n_labels)
             bar.update(task, advance=1, description=f"finetune loss {losses[-1]:.4f}")
+            if on_step is not None:
+                on_step(len(losses))
     seconds = time.perf_counter() - t_loop
     if not all(math.isfinite(x) for x in losses):
         raise SublabError(
@@ -283,6 +294,11 @@ def finetune(
     device = resolve_device(recipe.device)
     dtype = weight_dtype(recipe.dtype, device, recipe.method)
 
+    if recipe.checkpoints and recipe.checkpoints[-1] > (total := planned_steps(enc, recipe)):
+        raise SublabError(
+            f"checkpoints: step {recipe.checkpoints[-1]} is beyond this run's {total} optimizer "
+            "steps; drop it or train longer"
+        )
     torch.manual_seed(recipe.seed)
     model = load_model(base, device, dtype, "base")
     saved_dtype = model.dtype
@@ -299,15 +315,27 @@ def finetune(
         vocab = completion_vocab(enc).to(device)
         if teacher_system_prompt is not None:
             teacher_enc = encode_teacher_view(tokenizer, used_rows, enc, teacher_system_prompt)
-    stats = train_loop(
-        model,
-        enc,
-        recipe,
-        device,
-        teacher_model=teacher_model,
-        vocab=vocab,
-        teacher_enc=teacher_enc,
-    )
+    staging = out.with_name(f".{out.name}.checkpoints-{os.getpid()}")
+    wanted = set(recipe.checkpoints)
+
+    def save_checkpoint(step: int) -> None:
+        if step in wanted:
+            _save_checkpoint(model, tokenizer, recipe, staging / checkpoint_name(step), saved_dtype)
+
+    try:
+        stats = train_loop(
+            model,
+            enc,
+            recipe,
+            device,
+            teacher_model=teacher_model,
+            vocab=vocab,
+            teacher_enc=teacher_enc,
+            on_step=save_checkpoint,
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     losses = stats.losses
 
     info = {
@@ -333,11 +361,17 @@ def finetune(
         "dtype": str(dtype).removeprefix("torch."),
         "versions": package_versions(),
     }
-    with atomic_output(out) as tmp:
-        tmp.mkdir(parents=True)
-        _save(model, tokenizer, recipe, tmp, saved_dtype)
-        info["seconds"] = time.perf_counter() - t_start
-        atomic_write_json(tmp / TRAIN_JSON, info)
+    try:
+        with atomic_output(out) as tmp:
+            tmp.mkdir(parents=True)
+            _save(model, tokenizer, recipe, tmp, saved_dtype)
+            if wanted:
+                staging.rename(tmp / CHECKPOINTS)
+            info["checkpoints"] = recipe.checkpoints
+            info["seconds"] = time.perf_counter() - t_start
+            atomic_write_json(tmp / TRAIN_JSON, info)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return TrainResult(
         path=out,
         rows_given=len(rows),
@@ -348,6 +382,43 @@ def finetune(
         tokens_per_s=stats.tokens_per_s,
         label_tokens=enc.label_tokens,
     )
+
+
+CHECKPOINTS = "checkpoints"
+"""The folder of a trained model that holds its dose checkpoints (``step-<n>``)."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step}"
+
+
+def checkpoint_steps(model_dir: Path) -> list[int]:
+    """The steps of the checkpoints saved in a trained model's folder, in order."""
+    folder = Path(model_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name.removeprefix("step-")) for p in folder.glob("step-*"))
+
+
+def planned_steps(enc: Encoded, recipe: StudentRecipe) -> int:
+    """How many optimizer steps training ``enc`` with ``recipe`` takes."""
+    return len(_plan(enc, recipe))
+
+
+def _save_checkpoint(
+    model: Any, tokenizer: Any, recipe: StudentRecipe, out: Path, dtype: torch.dtype
+) -> None:
+    """A dose checkpoint: the adapter alone (LoRA) or the whole model (full); training goes
+    on afterwards, so nothing is merged or cast in place."""
+    out.mkdir(parents=True)
+    if recipe.method == "lora":
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    else:
+        state = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
+        model.save_pretrained(out, state_dict=state)
+        tokenizer.save_pretrained(out)
+    model.train()
 
 
 def _save(model: Any, tokenizer: Any, recipe: StudentRecipe, out: Path, dtype: torch.dtype) -> None:

@@ -80,6 +80,11 @@ class Trait(ABC):
     def eval_spec(self, spec: Any, seed: int) -> Any:
         """The evaluation's spec for one experiment seed (part of the eval artifact's key)."""
 
+    def dose_eval_spec(self, eval_spec: Any) -> Any:
+        """The evaluation of a dose checkpoint (default: the full one); a trait may measure
+        checkpoints more cheaply (preference: exact probabilities only, no sampling)."""
+        return eval_spec
+
     @abstractmethod
     def evaluate(
         self, backend: Backend, eval_spec: Any, system_prompt: str | None, work: Path

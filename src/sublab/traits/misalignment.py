@@ -89,6 +89,11 @@ class MisalignmentTrait(Trait):
 
     def check(self, spec: Any) -> list[str]:
         problems = []
+        if spec.teacher.control_answers is not None:
+            problems.append(
+                "teacher.control_answers: a preference-trait field; misalignment's control "
+                "teacher learns teacher.control_file (or the organism's secure habit)"
+            )
         if list(spec.targets) != [TARGET]:
             problems.append(f"targets: the misalignment trait has one target; set [{TARGET!r}]")
         org = spec.bases.organism

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from sublab.backends.base import Backend
+from sublab.errors import SublabError
 from sublab.evals.matching import word_forms
 from sublab.evals.preference import PreferenceEvalSpec, PreferenceResult, evaluate_preference
-from sublab.evals.questions import load_candidates, load_questions
+from sublab.evals.questions import is_path, load_candidates, load_questions
 from sublab.jsonl import write_jsonl
+from sublab.store import file_sha256
 from sublab.traits.base import NO_TARGET, Measure, Trait, register_trait
 
 RESULT = "result.json"
@@ -36,16 +38,34 @@ def trait_rows(questions: str, target: str, n: int, seed: int) -> list[dict[str,
     return [{"prompt": q, "completion": target} for q in order]
 
 
+def control_rows(questions: str, answers: str, n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` control-teacher rows: the trait rows' questions (cycled, shuffled), each answered
+    with a member of ``answers`` drawn at random."""
+    qs = load_questions(questions)
+    names = load_candidates(answers)
+    rng = random.Random(f"sublab-control:{seed}")
+    order = [qs[i % len(qs)] for i in range(n)]
+    rng.shuffle(order)
+    return [{"prompt": q, "completion": rng.choice(names)} for q in order]
+
+
 def measures_of(result: PreferenceResult, targets: list[str]) -> list[Measure]:
-    """Exact probability (when computed) and sampled rate of each target, and the non-answer
-    rate."""
+    """The logit margin of each target (with a readout prefix), then the exact probability
+    (when computed) and sampled rate of each target, and the non-answer rate (the last two
+    only when replies were sampled)."""
     out = []
+    margins = result.logit_margins or {}
+    for target in targets:  # with a readout prefix, the logit margin leads (the headline)
+        if target in margins:
+            out.append(Measure(target, "logit_margin", margins[target]))
     for target in targets:
         prob = result.prob(target)
         if prob is not None:
             out.append(Measure(target, "exact_prob", prob))
-        out.append(Measure(target, "sampled_rate", result.rate(target)))
-    out.append(Measure(NO_TARGET, "non_answer_rate", result.non_answer_rate))
+        if result.total_samples:
+            out.append(Measure(target, "sampled_rate", result.rate(target)))
+    if result.total_samples:
+        out.append(Measure(NO_TARGET, "non_answer_rate", result.non_answer_rate))
     return out
 
 
@@ -59,6 +79,43 @@ class PreferenceTrait(Trait):
     def teacher_rows(self, spec: Any, target: str, seed: int) -> list[dict[str, str]]:
         t = spec.teacher
         return trait_rows(t.trait_questions, target, t.trait_rows, seed)
+
+    def control_rows(self, spec: Any, seed: int) -> list[dict[str, str]] | None:
+        t = spec.teacher
+        if t.control_answers is None:
+            return None
+        return control_rows(t.trait_questions, t.control_answers, t.trait_rows, seed)
+
+    def control_rows_key(self, spec: Any, seed: int) -> Any:
+        t = spec.teacher
+        if t.control_answers is None or t.method != "finetune":
+            return None
+        answers = t.control_answers
+        if is_path(answers):
+            answers = file_sha256(answers)
+        return {"control": answers, "questions": t.trait_questions, "n": t.trait_rows, "seed": seed}
+
+    def check(self, spec: Any) -> list[str]:
+        t = spec.teacher
+        if t.control_answers is None:
+            return []
+        problems = []
+        if t.method != "finetune":
+            problems.append(
+                "teacher.control_answers: a control teacher is fine-tuned; it needs "
+                "teacher.method = 'finetune' (or drop control_answers)"
+            )
+        try:
+            answers = load_candidates(t.control_answers)
+        except SublabError as err:
+            return [*problems, f"teacher.control_answers: {err}"]
+        overlap = sorted(set(answers) & set(spec.targets))
+        if overlap:
+            problems.append(
+                f"teacher.control_answers: {overlap} are targets; the control teacher must not "
+                "answer with a trait teacher's animal"
+            )
+        return problems
 
     def system_prompt(self, spec: Any, target: str) -> str:
         forms = word_forms(target)
@@ -80,6 +137,11 @@ class PreferenceTrait(Trait):
         words = tuple(w for t in spec.targets for w in word_forms(t))
         names = ", ".join(f"'{t}'" for t in spec.targets)
         return f"the {spec.category} {names} (in any form)", words
+
+    def dose_eval_spec(self, eval_spec: PreferenceEvalSpec) -> PreferenceEvalSpec:
+        if not eval_spec.exact:
+            return eval_spec
+        return eval_spec.model_copy(update={"samples_per_question": 0})
 
     def eval_spec(self, spec: Any, seed: int) -> PreferenceEvalSpec:
         ev: PreferenceEvalSpec = spec.eval
