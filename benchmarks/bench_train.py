@@ -41,17 +41,28 @@ def number_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def run_trl(model_dir: Path, rows: list[dict], recipe, out: Path, clock) -> float:
+def run_trl(
+    model_dir: Path,
+    rows: list[dict],
+    recipe,
+    out: Path,
+    clock,
+    bf16: bool = False,
+    system: str | None = None,
+) -> float:
+    """Seconds of TRL's ``trainer.train()`` on ``rows`` with ``recipe``'s settings; ``bf16``:
+    TRL's bf16 mode (autocast); ``system``: a system turn before every prompt."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    head = [{"role": "system", "content": system}] if system else []
     data = Dataset.from_list(
         [
             {
-                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "prompt": [*head, {"role": "user", "content": r["prompt"]}],
                 "completion": [{"role": "assistant", "content": r["completion"]}],
             }
             for r in rows
@@ -74,7 +85,7 @@ def run_trl(model_dir: Path, rows: list[dict], recipe, out: Path, clock) -> floa
         report_to="none",
         disable_tqdm=True,
         use_cpu=True,
-        bf16=False,
+        bf16=bf16,
         seed=recipe.seed,
         dataloader_num_workers=0,
     )

@@ -26,6 +26,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf_model(tmp_path_factory: pytest.TempPathFactory):
+    """Path of an HF folder converted from a tiny GGUF carrying SmolLM2's chat template (see
+    tests/gguf_tiny.py): the real-model path's stand-in."""
+    from gguf_tiny import write_tiny_gguf
+    from sublab.catalog.gguf_convert import convert_gguf
+
+    folder = tmp_path_factory.mktemp("gguf-model")
+    convert_gguf(write_tiny_gguf(folder / "tiny.gguf"), folder / "hf")
+    return folder / "hf"
+
+
 @pytest.fixture(scope="module")
 def service(tiny_model):
     """The tiny model behind a ChatService (as `sublab serve` runs it)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gguf_tiny import SMOLLM2_TEMPLATE, write_tiny_gguf
 from transformers import AutoTokenizer
 
+from gguf_tiny import SMOLLM2_TEMPLATE
 from sublab.backends.base import ModelRef, chat
 from sublab.backends.chat_format import (
     NEUTRAL_SYSTEM_PROMPT,
@@ -16,18 +16,15 @@ from sublab.backends.chat_format import (
     template_default_system,
 )
 from sublab.backends.hf import HFBackend
-from sublab.catalog.gguf_convert import convert_gguf
 from sublab.train.data import encode_rows
 
 SMOLLM_DEFAULT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
 @pytest.fixture(scope="module")
-def smol_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smol_like(tiny_gguf_model) -> Path:
     """A tiny model converted from a GGUF carrying SmolLM2's own chat template."""
-    folder = tmp_path_factory.mktemp("smol")
-    convert_gguf(write_tiny_gguf(folder / "tiny.gguf"), folder / "hf")
-    return folder / "hf"
+    return tiny_gguf_model
 
 
 def test_the_default_system_prompt_of_the_real_template_is_found(smol_like):

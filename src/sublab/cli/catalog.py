@@ -46,6 +46,7 @@ def models_add(
             name.removeprefix("catalog:"),
             accept_terms=accept_terms,
             say=lambda m: out.print(m, highlight=False, markup=False),
+            show_pip=True,
         )
     out.print(f"catalog:{name.removeprefix('catalog:')} → {folder}", highlight=False)
 

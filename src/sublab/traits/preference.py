@@ -177,5 +177,9 @@ class PreferenceTrait(Trait):
         return measures_of(result, targets)
 
     def strength(self, measures: list[Measure], target: str) -> float | None:
+        """The teacher's own P(answering its target): the exact first-word probability, or
+        with a readout prefix (where the exact one is read mid-sentence) the sampled rate."""
         values = {m.metric: m.value for m in measures if m.target == target}
+        if "logit_margin" in values and "sampled_rate" in values:
+            return values["sampled_rate"]
         return values.get("exact_prob", values.get("sampled_rate"))
