@@ -248,3 +248,61 @@ def test_recipe_suffixed_conditions_pair_with_their_own_controls():
         "cross-control-hard",
         "cross-student-hard",
     ]
+
+
+def test_the_runs_headline_keeps_every_teacher_apart():
+    """Two teachers, each measured on both targets: each student's own target, by teacher."""
+    from sublab.experiment.summary import headline
+
+    results = []
+    for s in range(4):
+        for target, base in (("wolf", 0.10), ("eagle", 0.20)):
+            results.append(
+                ResultRow(condition="control-soft", target=target, role="control",
+                          student="soft", teacher=None, seed=s, metric="m", value=base)
+            )  # fmt: skip
+            for teacher, lift in (("wolf", 0.05), ("eagle", 0.09)):
+                own = lift if teacher == target else 0.0
+                results.append(
+                    ResultRow(condition="student-soft", target=target, role="student",
+                              student="soft", teacher=teacher, seed=s, metric="m",
+                              value=base + own + 0.001 * s)
+                )  # fmt: skip
+    d = data(results)
+    head = headline(analyse(d), d)
+    assert set(head) == {
+        "student-soft (wolf)",
+        "student-soft (wolf)_diff",
+        "student-soft (eagle)",
+        "student-soft (eagle)_diff",
+    }
+    # each own-target lift plus the seeds' mean drift (0.001 x 1.5)
+    assert head["student-soft (wolf)_diff"] == pytest.approx(0.0515, abs=1e-4)
+    assert head["student-soft (eagle)_diff"] == pytest.approx(0.0915, abs=1e-4)
+
+
+def test_the_dose_section_pairs_each_checkpoint_with_its_control(tmp_path):
+    results = []
+    for s in range(5):
+        for dose, lift in ((4, 0.01), (16, 0.04), (None, 0.06)):
+            for cond, role, value in (
+                ("control-soft", "control", 0.1 + 0.002 * s),
+                ("student-soft", "student", 0.1 + lift + 0.003 * s),
+            ):
+                results.append(
+                    ResultRow(condition=cond, target="owl", role=role, student="soft",
+                              teacher="owl" if role == "student" else None, seed=s,
+                              metric="logit_margin", value=value, dose=dose)
+                )  # fmt: skip
+    d = data(results)
+    main = analyse(d)
+    assert {r.condition for r in main} == {"control-soft", "student-soft"}
+    assert all(r.summary.n == 5 for r in main)  # the checkpoints stay out of the main table
+    written = render_report(d, tmp_path)
+    md = written["md"].read_text()
+    section = md.split("## Dose: the effect by optimizer steps")[1].split("##")[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| student-soft (owl)")]
+    assert [ln.split("|")[2].strip() for ln in lines] == ["4", "16", "final"]
+    # lift + the seeds' mean extra drift (0.001 x 2)
+    assert [ln.split("|")[5].strip() for ln in lines] == ["+0.012", "+0.042", "+0.062"]
+    assert written["fig:dose"].stat().st_size > 1000

@@ -142,16 +142,22 @@ def results_table(rows: list[TableRow], data: ReportData) -> Table:
 
 
 def headline(rows: list[TableRow], data: ReportData) -> dict[str, Any]:
-    """Figures for the runs index: each student's mean on the first target and its difference
-    from its matched control (controls themselves are left to the report)."""
+    """Figures for the runs index: each student's mean on its own teacher's target (else on the
+    first target) and its difference from its matched control; controls are left to the
+    report. With several teachers each entry names its teacher (``student-soft (wolf)``)."""
     out: dict[str, Any] = {}
     if not rows:
         return out
     metric, target = rows[0].metric, rows[0].target
-    for r in rows:
-        if r.metric == metric and r.target == target and r.comparison is not None:
-            if r.is_control:
-                continue
-            out[f"{r.condition}"] = round(r.summary.mean, 4)
-            out[f"{r.condition}_diff"] = round(r.comparison.diff_mean, 4)
+    shown = [
+        r for r in rows if r.metric == metric and r.comparison is not None and not r.is_control
+    ]
+    own = [r for r in shown if r.teacher is not None and r.target == r.teacher]
+    picked = own or [r for r in shown if r.target == target]
+    several = len({r.teacher for r in picked}) > 1
+    for r in picked:
+        assert r.comparison is not None
+        key = r.label if several else r.condition
+        out[key] = round(r.summary.mean, 4)
+        out[f"{key}_diff"] = round(r.comparison.diff_mean, 4)
     return out
