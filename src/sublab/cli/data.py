@@ -61,6 +61,13 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = BACKEND.batch_size,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = BACKEND.device,
     chunk_size: Annotated[int, typer.Option(help="Rows per resumable chunk.")] = CHUNK_SIZE,
+    constrain: Annotated[
+        bool,
+        typer.Option(help="Constrained decoding to the channel's grammar (numbers; local models)."),
+    ] = False,
+    dtype: Annotated[
+        str, typer.Option(help="auto, fast (bf16 where the CPU has it), float32, bfloat16.")
+    ] = BACKEND.dtype,
     api_base: ApiBase = None,
     api_key_env: ApiKeyEnv = API.api_key_env,
     max_concurrency: MaxConcurrency = API.max_concurrency,
@@ -88,11 +95,14 @@ def generate(
                     "seed": seed,
                 },
                 "chunk_size": chunk_size,
+                "constrain": constrain,
             },
             get_channel(channel).spec,
             src,
         )
-        settings = validate({"device": device, "batch_size": batch_size}, BackendSettings, src)
+        settings = validate(
+            {"device": device, "batch_size": batch_size, "dtype": dtype}, BackendSettings, src
+        )
         target = generate_data_file(
             ref,
             out_path,

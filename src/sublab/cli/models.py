@@ -56,6 +56,16 @@ def eval_(
         ),
     ] = None,
     title_case: Annotated[bool, typer.Option(help="Exact: add 'Owl' to 'owl'.")] = False,
+    answer_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Exact: read each candidate word right after this start of the reply, e.g. "
+            "'My favorite animal is the' (real chat models; adds the logit margin)."
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="auto, fast (bf16 where the CPU has it), float32, bfloat16.")
+    ] = BACKEND.dtype,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = SAMPLING.seed,
     max_new_tokens: Annotated[
         int, typer.Option(help="Longest reply, in tokens.")
@@ -105,19 +115,29 @@ def eval_(
             "number_prefix": number_prefix,
             "exact": exact,
             "exact_title_case": title_case,
+            "answer_prefix": answer_prefix,
             "sampling": {"seed": seed, "max_new_tokens": max_new_tokens},
         },
         PreferenceEvalSpec,
         src,
     )
-    backend = load_backend(ref, BackendSettings(device=device, batch_size=batch_size), api)
+    settings = validate(
+        {"device": device, "batch_size": batch_size, "dtype": dtype}, BackendSettings, src
+    )
+    backend = load_backend(ref, settings, api)
     result = evaluate_preference(backend, spec, system_prompt)
     title = f"{model}: {result.total_samples} replies"
-    table = Table("answer", "sampled rate", "exact prob", title=title)
-    for cand, rate in result.top(top):
+    margins = result.logit_margins or {}
+    table = Table("answer", "sampled rate", "exact prob", "logit margin", title=title)
+    shown = result.top(top)
+    if margins:  # the readout ranks the panel by its margins
+        ranked = sorted(margins, key=lambda c: -margins[c])[:top]
+        shown = [(c, result.rate(c)) for c in ranked]
+    for cand, rate in shown:
         prob = result.prob(cand)
-        table.add_row(cand, f"{rate:.4f}", "—" if prob is None else f"{prob:.4f}")
-    table.add_row("(no candidate)", f"{result.non_answer_rate:.4f}", "")
+        margin = f"{margins[cand]:+.3f}" if cand in margins else "—"
+        table.add_row(cand, f"{rate:.4f}", "—" if prob is None else f"{prob:.4f}", margin)
+    table.add_row("(no candidate)", f"{result.non_answer_rate:.4f}", "", "")
     out.print(table)
     if out_path is not None:
         atomic_write_text(out_path, result.model_dump_json(indent=1))
