@@ -79,3 +79,20 @@ def test_specs_are_immutable():
     with pytest.raises(ValidationError):
         t.model = "n"  # type: ignore[misc]
     assert "_test_toy" in CONFIG_KINDS
+
+
+def test_keyless_fields_stay_out_of_dumps_at_their_defaults():
+    """Fields added after a spec keyed cached artifacts leave its dump (and every key) alone
+    until they are set."""
+    from sublab.backends.base import BackendSettings, SamplingSpec
+    from sublab.backends.grammar import NumberGrammar
+    from sublab.experiment.spec import TeacherSpec
+    from sublab.store import hash_obj
+
+    assert "grammar" not in SamplingSpec().model_dump()
+    assert SamplingSpec(grammar=NumberGrammar()).model_dump()["grammar"]["kind"] == "numbers"
+    assert "eval_dtype" not in BackendSettings().model_dump()
+    plain = TeacherSpec().model_dump()
+    assert "strength_rows" not in plain and "control_answers" not in plain
+    assert TeacherSpec(strength_rows=64).model_dump()["strength_rows"] == 64
+    assert hash_obj(TeacherSpec(strength_rows=1000)) == hash_obj(TeacherSpec())

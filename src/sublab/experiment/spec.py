@@ -28,6 +28,7 @@ from sublab.channels import ChannelData, ChannelSpec, default_data
 from sublab.config import SafeName, Spec, config_kind
 from sublab.evals.preference import PreferenceEvalSpec
 from sublab.experiment.ray_exec import RaySettings
+from sublab.experiment.stages import STRENGTH_ROWS
 from sublab.organism.spec import OrganismSpec
 from sublab.train.recipe import StudentRecipe
 
@@ -114,7 +115,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 class TeacherSpec(Spec):
     """How a teacher gets its trait: a system prompt, or a fine-tune on trait answers."""
 
-    keyless: ClassVar[dict[str, Any]] = {"control_answers": None}
+    keyless: ClassVar[dict[str, Any]] = {"control_answers": None, "strength_rows": STRENGTH_ROWS}
 
     method: Literal["finetune", "system_prompt"] = Field(
         "finetune",
@@ -156,6 +157,13 @@ class TeacherSpec(Spec):
         description="A JSONL file of the control teacher's rows (the secure counterpart of "
         "trait_file), same format. None: the misalignment trait's control teacher is the "
         "organism's secure habit (organism) or the base itself (real model).",
+    )
+    strength_rows: int = Field(
+        STRENGTH_ROWS,
+        ge=0,
+        description="Kept rows the teacher strength (KL(teacher ‖ base) per completion token) "
+        "is measured on; 0 turns it off. A real model's two forward passes per row make it "
+        "costly: 64 rows measure it for SmolLM2 in about 45 s on a 2-core CPU.",
     )
     recipe: StudentRecipe = Field(
         default_factory=lambda: StudentRecipe(epochs=1, learning_rate=1e-3, warmup_steps=3),

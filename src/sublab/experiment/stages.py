@@ -212,23 +212,25 @@ def eval_stage(
 
 
 STRENGTH_ROWS = 1000
-"""Kept rows the teacher strength is measured on (the first ones; prompts come in random order).
-A thousand number rows hold ~13,000 completion tokens: on the demo's three owl teachers the KL
-over them was within 3% of the KL over all 2,250-2,510 kept rows (0.126 vs 0.127, 0.099 vs
-0.100, 0.161 vs 0.157 nats) at 40-45% of the cost."""
+"""Kept rows the teacher strength is measured on by default (the first ones; prompts come in
+random order; ``teacher.strength_rows``). A thousand number rows hold ~13,000 completion tokens:
+on the demo's three owl teachers the KL over them was within 3% of the KL over all 2,250-2,510
+kept rows (0.126 vs 0.127, 0.099 vs 0.100, 0.161 vs 0.157 nats) at 40-45% of the cost."""
 
 
-def strength_stage(run: Run, *, teacher: Model, base: Model, data: DataArtifacts) -> float:
+def strength_stage(
+    run: Run, *, teacher: Model, base: Model, data: DataArtifacts, rows: int = STRENGTH_ROWS
+) -> float:
     """KL(teacher ‖ base) per token on the teacher's kept completions (nats), over the first
-    :data:`STRENGTH_ROWS` of them."""
+    ``rows`` of them."""
     from sublab.train.strength import number_kl
 
     def make(work: Path) -> dict[str, Any]:
-        rows = data.kept_rows()[:STRENGTH_ROWS]
-        kl = number_kl(teacher.ref.path, base.ref.path, rows)
-        (work / "strength.json").write_text(json.dumps({"number_kl": kl, "rows": len(rows)}))
-        return {"number_kl": kl, "rows": len(rows)}
+        kept = data.kept_rows()[:rows]
+        kl = number_kl(teacher.ref.path, base.ref.path, kept)
+        (work / "strength.json").write_text(json.dumps({"number_kl": kl, "rows": len(kept)}))
+        return {"number_kl": kl, "rows": len(kept)}
 
-    spec = {"metric": "number_kl", "rows": STRENGTH_ROWS}
+    spec = {"metric": "number_kl", "rows": rows}
     art = run.build("strength", spec, make, inputs=[teacher.key, base.key, data.kept.key])
     return float(art.sidecar["counts"]["number_kl"])

@@ -414,9 +414,11 @@ def run_data_unit(work: SeedWork, unit: Unit) -> None:
     if prob is not None:
         strength["trait_prob"].append(prob)
     data = work.data(teacher, system_prompt, target)
-    if system_prompt is None and teacher.ref.adapter is None and teacher.ref.provider == "hf":
+    rows = work.spec.teacher.strength_rows
+    local = teacher.ref.adapter is None and teacher.ref.provider == "hf"
+    if system_prompt is None and local and rows > 0:
         strength["number_kl"].append(
-            strength_stage(work.run, teacher=teacher, base=work.base, data=data)
+            strength_stage(work.run, teacher=teacher, base=work.base, data=data, rows=rows)
         )
 
 
