@@ -8,7 +8,8 @@ import pytest
 
 from sublab.config import kind_of, load_config
 
-EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
+ROOT = Path(__file__).parent.parent
+EXPERIMENTS = sorted((ROOT / "experiments").glob("**/*.toml"))
 
 
 def test_there_are_experiments():
@@ -20,3 +21,9 @@ def test_there_are_experiments():
 def test_experiment_validates(path):
     spec = load_config(path)
     assert kind_of(spec)
+
+
+def test_every_config_names_the_command_that_runs_it():
+    for path in EXPERIMENTS:
+        text = path.read_text()
+        assert f"sublab run {path.relative_to(ROOT)}" in text or "sublab mnist" in text, path
