@@ -144,9 +144,9 @@ def main() -> None:
     import transformers
 
     from sublab.catalog import local_path
+    from sublab.cpu import fast_bf16
     from sublab.numbers.filter import FilterSpec, NumberFilter
     from sublab.numbers.prompts import NumberPromptSpec, make_prompts
-    from sublab.train.models import fast_bf16
     from sublab.train.recipe import StudentRecipe
 
     torch.set_num_threads(a.threads)

@@ -17,8 +17,10 @@ batched ``[1024, 256] @ [256, 256]`` products (the MNIST MLP's shapes), 2 thread
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
 # Flags worth naming in a benchmark's or a run's record (in this order).
@@ -118,6 +120,19 @@ def bf16_matmul_fast(features: CpuFeatures) -> tuple[bool, str]:
             "(2-core AMD EPYC)"
         )
     return False, "neither AMX nor avx512_bf16: bf16 products are emulated, slower than float32"
+
+
+def fast_bf16(device: Any) -> bool:
+    """Whether bf16 products are fast on ``device`` (a torch device): CUDA, or a CPU where
+    :func:`bf16_matmul_fast` says so (dtype ``"fast"``)."""
+    if device.type == "cuda":
+        return True
+    return _cpu_bf16_fast()
+
+
+@functools.cache
+def _cpu_bf16_fast() -> bool:
+    return bf16_matmul_fast(cpu_features())[0]
 
 
 def machine_line() -> str:

@@ -56,7 +56,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if dtype == "fast":
-        from sublab.train.models import fast_bf16
+        from sublab.cpu import fast_bf16
 
         return torch.bfloat16 if fast_bf16(device) else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

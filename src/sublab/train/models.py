@@ -17,21 +17,12 @@ import torch
 from sublab.backends.heads import head_logits, model_parts
 from sublab.backends.hf import resolve_device
 from sublab.catalog.resolve import local_path
+from sublab.cpu import fast_bf16
 from sublab.errors import SublabError
 from sublab.train.data import IGNORE
 from sublab.train.lean import lean_label_hidden, lean_unsupported
 
 __all__ = ["head_logits", "resolve_device"]
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 products are fast on ``device``: CUDA, or a CPU with AMX or avx512_bf16
-    (:func:`sublab.cpu.bf16_matmul_fast`)."""
-    if device.type == "cuda":
-        return True
-    from sublab.cpu import bf16_matmul_fast, cpu_features
-
-    return bf16_matmul_fast(cpu_features())[0]
 
 
 def weight_dtype(dtype: str, device: torch.device, method: str) -> torch.dtype:
